@@ -1,0 +1,324 @@
+//! Validation of a routing table. Every error names the field (as a path like
+//! `routes[2].target.cluster`) and the reason, and all errors are reported at once.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::routing::{
+    parse_duration, AuthSpec, ContainerMatch, CredentialsSpec, RoutingTable, TlsSpec,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+impl ValidationErrors {
+    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+pub(crate) fn routing_table(table: &RoutingTable) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let mut cluster_names = HashSet::new();
+    for (i, cluster) in table.clusters.iter().enumerate() {
+        let at = format!("clusters[{i}]");
+        if cluster.name.trim().is_empty() {
+            errors.push(format!("{at}.name"), "must not be empty");
+        } else if !cluster_names.insert(cluster.name.as_str()) {
+            errors.push(
+                format!("{at}.name"),
+                format!("duplicate cluster name {:?}", cluster.name),
+            );
+        }
+        if cluster.endpoints.is_empty() {
+            errors.push(format!("{at}.endpoints"), "at least one endpoint is required");
+        }
+        for (j, endpoint) in cluster.endpoints.iter().enumerate() {
+            if let Err(reason) = endpoint_url(endpoint) {
+                errors.push(format!("{at}.endpoints[{j}]"), reason);
+            }
+        }
+        if let Some(tls) = &cluster.tls {
+            tls_spec(tls, &format!("{at}.tls"), &mut errors);
+        }
+        if let AuthSpec::Credentials { credentials } = &cluster.auth {
+            match credentials {
+                CredentialsSpec::Tempauth {
+                    auth_url,
+                    user,
+                    key,
+                } => {
+                    let at = format!("{at}.auth.credentials");
+                    if let Err(reason) = auth_url_check(auth_url) {
+                        errors.push(format!("{at}.authUrl"), reason);
+                    }
+                    if user.trim().is_empty() {
+                        errors.push(format!("{at}.user"), "must not be empty");
+                    }
+                    if key.expose().is_empty() {
+                        errors.push(format!("{at}.key"), "must not be empty");
+                    }
+                }
+            }
+        }
+        for (field, value) in [
+            ("connect", &cluster.timeouts.connect),
+            ("firstByte", &cluster.timeouts.first_byte),
+            ("idle", &cluster.timeouts.idle),
+        ] {
+            if let Err(reason) = parse_duration(value) {
+                errors.push(format!("{at}.timeouts.{field}"), reason);
+            }
+        }
+    }
+
+    // A match may appear once per distinct proxy selector: two routes for the same names on the
+    // same pods would make the result depend on list order.
+    let mut seen: HashMap<(String, Option<ContainerMatch>, String), usize> = HashMap::new();
+    for (i, route) in table.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        let account = &route.matcher.account;
+        if let Err(reason) = name_segment(account) {
+            errors.push(format!("{at}.match.account"), reason);
+        }
+        match &route.matcher.container {
+            Some(ContainerMatch::Exact(c)) => {
+                if let Err(reason) = name_segment(c) {
+                    errors.push(format!("{at}.match.container.exact"), reason);
+                }
+            }
+            Some(ContainerMatch::Prefix(p)) => {
+                if let Err(reason) = name_segment(p) {
+                    errors.push(format!("{at}.match.container.prefix"), reason);
+                }
+            }
+            None => {}
+        }
+        if !cluster_names.contains(route.target.cluster.as_str()) {
+            errors.push(
+                format!("{at}.target.cluster"),
+                format!(
+                    "unknown cluster {:?} (clusters: {})",
+                    route.target.cluster,
+                    table
+                        .clusters
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if let Some(a) = &route.target.account {
+            if let Err(reason) = name_segment(a) {
+                errors.push(format!("{at}.target.account"), reason);
+            }
+        }
+        if let Some(c) = &route.target.container {
+            if route.matcher.container.is_none() {
+                errors.push(
+                    format!("{at}.target.container"),
+                    "an account-wide route cannot rename containers; match a container or prefix",
+                );
+            } else if let Err(reason) = name_segment(c) {
+                errors.push(format!("{at}.target.container"), reason);
+            }
+        }
+        let selector = route
+            .proxy_selector
+            .as_ref()
+            .map(|s| format!("{:?}", s.match_labels))
+            .unwrap_or_default();
+        let key = (account.clone(), route.matcher.container.clone(), selector);
+        if let Some(first) = seen.get(&key) {
+            errors.push(
+                format!("{at}.match"),
+                format!("duplicate match: routes[{first}] already routes the same names"),
+            );
+        } else {
+            seen.insert(key, i);
+        }
+    }
+
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// An account or container name (or prefix) as it appears in a Swift path: non-empty, no `/`,
+/// within Swift's 256-byte container name limit.
+fn name_segment(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.contains('/') {
+        return Err(format!("{name:?} must not contain '/'"));
+    }
+    if name.len() > 256 {
+        return Err(format!("{} bytes is longer than Swift's 256", name.len()));
+    }
+    if name.contains('\0') {
+        return Err("must not contain a NUL byte (reserved names follow their container)".into());
+    }
+    Ok(())
+}
+
+fn endpoint_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "{url:?} must be a base URL without path or query (the Swift path is appended)"
+        ));
+    }
+    Ok(())
+}
+
+fn auth_url_check(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(format!("{url:?} must be an http:// or https:// URL with a host")),
+    }
+}
+
+fn tls_spec(tls: &TlsSpec, at: &str, errors: &mut ValidationErrors) {
+    if let Some(pem) = &tls.ca_pem {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            errors.push(format!("{at}.caPem"), "contains no PEM certificate");
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if name.trim().is_empty() {
+            errors.push(format!("{at}.serverName"), "must not be empty when set");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::routing::RoutingTable;
+
+    fn errors_of(yaml: &str) -> Vec<(String, String)> {
+        let table: RoutingTable = serde_yaml::from_str(yaml).expect("parses");
+        match table.validate() {
+            Ok(()) => vec![],
+            Err(e) => e.0.into_iter().map(|e| (e.field, e.reason)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_table_passes() {
+        let yaml = r#"
+revision: 1
+clusters:
+- name: b
+  endpoints: ["http://127.0.0.1:8080", "https://swift-b.example.com"]
+  timeouts: {connect: 500ms, firstByte: 10s, idle: 1m}
+routes:
+- match: {account: AUTH_a}
+  target: {cluster: b, account: AUTH_b}
+- match: {account: AUTH_a, container: {exact: photos}}
+  target: {cluster: b, container: photos-b}
+  mode: Migrate
+- match: {account: AUTH_a, container: {prefix: "arch-"}}
+  target: {cluster: b}
+  proxySelector: {matchLabels: {app: swift-proxy}}
+"#;
+        assert_eq!(errors_of(yaml), vec![]);
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let yaml = r#"
+clusters:
+- name: b
+  endpoints: ["ftp://x", "http://h:1/v1", "not a url"]
+  timeouts: {connect: 0s}
+- name: b
+  endpoints: []
+  auth: {mode: Credentials, credentials: {type: tempauth, authUrl: "", user: "", key: ""}}
+routes:
+- match: {account: ""}
+  target: {cluster: nowhere}
+- match: {account: AUTH_a, container: {exact: "x/y"}}
+  target: {cluster: b}
+- match: {account: AUTH_a}
+  target: {cluster: b, container: c}
+- match: {account: AUTH_a}
+  target: {cluster: b}
+"#;
+        let fields: Vec<String> = errors_of(yaml).into_iter().map(|(f, _)| f).collect();
+        for expected in [
+            "clusters[0].endpoints[0]",
+            "clusters[0].endpoints[1]",
+            "clusters[0].endpoints[2]",
+            "clusters[0].timeouts.connect",
+            "clusters[1].name",
+            "clusters[1].endpoints",
+            "clusters[1].auth.credentials.authUrl",
+            "clusters[1].auth.credentials.user",
+            "clusters[1].auth.credentials.key",
+            "routes[0].match.account",
+            "routes[0].target.cluster",
+            "routes[1].match.container.exact",
+            "routes[2].target.container",
+            "routes[3].match",
+        ] {
+            assert!(fields.iter().any(|f| f == expected), "{expected} missing in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn same_match_on_different_pods_is_not_a_duplicate() {
+        let yaml = r#"
+clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}]
+routes:
+- match: {account: A}
+  target: {cluster: b}
+  proxySelector: {matchLabels: {zone: "1"}}
+- match: {account: A}
+  target: {cluster: b}
+  proxySelector: {matchLabels: {zone: "2"}}
+"#;
+        assert_eq!(errors_of(yaml), vec![]);
+    }
+}
