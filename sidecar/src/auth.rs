@@ -1,0 +1,298 @@
+//! Auth toward target clusters.
+//!
+//! `Passthrough`: the client's token is forwarded unchanged.
+//!
+//! `Credentials`: the sidecar's own tempauth token for the target replaces the client's, and
+//! only after the local cluster has said this client may read (GET/HEAD) or write (any other
+//! method) in this account. The local check is a request that Swift authorizes and then
+//! necessarily answers 404 without touching anything: it names a container longer than Swift's
+//! 256-byte limit, which therefore cannot exist. Swift runs `swift.authorize` before it looks for
+//! the container, so a 404 means "authorized", and 401/403 is the client's own denial, which the
+//! client gets back unchanged. Anything else (a 5xx, a timeout) denies with 503. What the check
+//! grants is account-level: account owners (tempauth `.admin`, Keystone operator roles),
+//! reseller admins, and account ACLs (`read-only` for reads; `read-write`/`admin` for writes).
+//! Container ACLs are not consulted: they live on the routed container, in the other cluster.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use swiftfed_crds::routing::Secret;
+use tokio::time::Instant;
+
+use crate::body::{self, BodySlot};
+use crate::swift_path::encode_segment;
+use crate::upstream::{Outgoing, Upstream};
+
+/// Container name for the local check: one byte over Swift's maximum container name length.
+fn probe_container() -> String {
+    format!("swiftfed-authz-probe-{}", "x".repeat(257 - 21))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn of(method: &Method) -> Access {
+        match *method {
+            Method::GET | Method::HEAD => Access::Read,
+            _ => Access::Write,
+        }
+    }
+}
+
+/// Outcome of the local authorization check.
+#[derive(Debug)]
+pub enum Verdict {
+    Allowed,
+    /// The local cluster's own answer (401/403), to pass back to the client.
+    Denied {
+        status: StatusCode,
+        headers: http::HeaderMap,
+        body: bytes::Bytes,
+    },
+    Unavailable(String),
+}
+
+/// Remembers successful checks for a short time, keyed by the client's token (kept in memory
+/// only, like any proxy that forwards it).
+pub struct LocalAuthorizer {
+    ttl: Duration,
+    cache: Mutex<HashMap<(String, String, Access), Instant>>,
+}
+
+const CACHE_MAX: usize = 10_000;
+
+impl LocalAuthorizer {
+    pub fn new(ttl: Duration) -> LocalAuthorizer {
+        LocalAuthorizer {
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn check(
+        &self,
+        local: &Upstream,
+        client_headers: &http::HeaderMap,
+        account: &str,
+        access: Access,
+    ) -> Verdict {
+        let token = client_token(client_headers);
+        let key = token
+            .as_ref()
+            .map(|t| (t.clone(), account.to_string(), access));
+        if let Some(key) = &key {
+            if let Ok(cache) = self.cache.lock() {
+                if cache.get(key).is_some_and(|until| *until > Instant::now()) {
+                    return Verdict::Allowed;
+                }
+            }
+        }
+        let (method, path) = match access {
+            Access::Read => (
+                Method::HEAD,
+                format!("/v1/{}/{}", encode_segment(account), probe_container()),
+            ),
+            Access::Write => (
+                Method::DELETE,
+                format!(
+                    "/v1/{}/{}/swiftfed-authz-probe",
+                    encode_segment(account),
+                    probe_container()
+                ),
+            ),
+        };
+        let mut headers = http::HeaderMap::new();
+        for name in ["x-auth-token", "x-storage-token", "host", "x-trans-id-extra"] {
+            if let Some(v) = client_headers.get(name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        let out = Outgoing {
+            method,
+            path_and_query: path,
+            headers,
+            endpoint_host: false,
+            expect_continue: false,
+        };
+        let result = local.send(&out, &BodySlot::new(None)).await;
+        let response = match result {
+            Ok((r, _)) => r,
+            Err(e) => return Verdict::Unavailable(format!("local authorization check: {e}")),
+        };
+        let status = response.status();
+        match status {
+            StatusCode::NOT_FOUND => {
+                if let Some(key) = key {
+                    if let Ok(mut cache) = self.cache.lock() {
+                        if cache.len() >= CACHE_MAX {
+                            let now = Instant::now();
+                            cache.retain(|_, until| *until > now);
+                            if cache.len() >= CACHE_MAX {
+                                cache.clear();
+                            }
+                        }
+                        cache.insert(key, Instant::now() + self.ttl);
+                    }
+                }
+                Verdict::Allowed
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let (parts, incoming) = response.into_parts();
+                let body = tokio::time::timeout(Duration::from_secs(5), incoming.collect())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                Verdict::Denied {
+                    status,
+                    headers: parts.headers,
+                    body,
+                }
+            }
+            other => Verdict::Unavailable(format!(
+                "local authorization check answered {other}, expected 404, 401 or 403"
+            )),
+        }
+    }
+}
+
+pub fn client_token(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-auth-token")
+        .or_else(|| headers.get("x-storage-token"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The sidecar's own tempauth token for one target cluster: fetched on first use, refreshed once
+/// 80% of its life has passed, and by a single request however many wait for it.
+pub struct TokenSource {
+    pub cluster: String,
+    auth_url: String,
+    user: String,
+    key: Secret,
+    current: Mutex<Option<(HeaderValue, Instant)>>,
+    refresh: tokio::sync::Mutex<()>,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        body::ProxyBody,
+    >,
+    pub fetches: prometheus_client::metrics::counter::Counter,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot get a token for cluster {cluster} from {auth_url}: {reason}")]
+pub struct TokenError {
+    cluster: String,
+    auth_url: String,
+    reason: String,
+}
+
+impl TokenSource {
+    pub fn new(cluster: &str, auth_url: &str, user: &str, key: &Secret) -> TokenSource {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        TokenSource {
+            cluster: cluster.to_string(),
+            auth_url: auth_url.to_string(),
+            user: user.to_string(),
+            key: key.clone(),
+            current: Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build(connector),
+            fetches: Default::default(),
+        }
+    }
+
+    fn valid(&self) -> Option<HeaderValue> {
+        let current = self.current.lock().ok()?;
+        current
+            .as_ref()
+            .filter(|(_, refresh_at)| *refresh_at > Instant::now())
+            .map(|(t, _)| t.clone())
+    }
+
+    pub async fn token(&self) -> Result<HeaderValue, TokenError> {
+        if let Some(t) = self.valid() {
+            return Ok(t);
+        }
+        let _guard = self.refresh.lock().await;
+        if let Some(t) = self.valid() {
+            return Ok(t);
+        }
+        let (token, life) = self.fetch().await?;
+        let refresh_at = Instant::now() + life.mul_f64(0.8);
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some((token.clone(), refresh_at));
+        }
+        Ok(token)
+    }
+
+    /// Forget a token the target refused (401): the next request fetches a new one.
+    pub fn invalidate(&self, token: &HeaderValue) {
+        if let Ok(mut current) = self.current.lock() {
+            if current.as_ref().is_some_and(|(t, _)| t == token) {
+                *current = None;
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<(HeaderValue, Duration), TokenError> {
+        self.fetches.inc();
+        let err = |reason: String| TokenError {
+            cluster: self.cluster.clone(),
+            auth_url: self.auth_url.clone(),
+            reason,
+        };
+        let req = http::Request::get(&self.auth_url)
+            .header("x-auth-user", &self.user)
+            .header(
+                "x-auth-key",
+                HeaderValue::from_str(self.key.expose())
+                    .map_err(|_| err("the key is not a valid header value".into()))?,
+            )
+            .body(body::empty())
+            .map_err(|e| err(e.to_string()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            .await
+            .map_err(|_| err("timed out".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(err(format!("auth answered {}", resp.status())));
+        }
+        let token = resp
+            .headers()
+            .get("x-auth-token")
+            .or_else(|| resp.headers().get("x-storage-token"))
+            .cloned()
+            .ok_or_else(|| err("no X-Auth-Token in the answer".into()))?;
+        let life = resp
+            .headers()
+            .get("x-auth-token-expires")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(300));
+        Ok((token, life))
+    }
+}
+
+/// Keeps the client's auth headers out of requests sent with the sidecar's own credentials.
+pub fn strip_client_auth(headers: &mut http::HeaderMap) {
+    headers.remove("x-auth-token");
+    headers.remove("x-storage-token");
+}
+
+pub type SharedTokenSource = Arc<TokenSource>;

@@ -1,0 +1,449 @@
+//! The request path: parse → route → rewrite → auth → send → response back, streamed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use swiftfed_crds::routing::RouteMode;
+use tokio::time::Instant;
+
+use crate::auth::{self, Access, Verdict};
+use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
+use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
+use crate::rename::{self, Placement};
+use crate::state::{Active, State};
+use crate::swift_path::SwiftPath;
+use crate::upstream::{Outgoing, Upstream, UpstreamError};
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Query parameters that are credentials (temp URLs, signed form posts): never logged.
+const SECRET_PARAMS: [&str; 3] = ["temp_url_sig", "signature", "x-amz-signature"];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What the access log and metrics record of one request.
+struct Record {
+    method: Method,
+    path_for_log: String,
+    route: String,
+    cluster: String,
+    trans_id: String,
+    start: Instant,
+}
+
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let active = state.active();
+    state.metrics.active_streams.inc();
+    let (parts, incoming) = req.into_parts();
+    let query = parts.uri.query().map(str::to_string);
+    let raw_path = parts.uri.path().to_string();
+    let mut record = Record {
+        method: parts.method.clone(),
+        path_for_log: log_path(&raw_path, query.as_deref()),
+        route: "local".into(),
+        cluster: "local".into(),
+        trans_id: String::new(),
+        start: Instant::now(),
+    };
+    let body = BodySlot::new(Some(incoming));
+    let result = route_and_send(&state, &active, parts, &raw_path, query, &body, &mut record).await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => ProxyResponse::Local(e.into_response()),
+    };
+    finish(state, record, body, response)
+}
+
+/// Either an upstream response (streamed back) or one the sidecar made itself.
+enum ProxyResponse {
+    Upstream {
+        response: Response<Incoming>,
+        idle: Duration,
+    },
+    Local(Response<ProxyBody>),
+}
+
+/// Failures the sidecar answers itself, Swift-style.
+enum Refusal {
+    Upstream(UpstreamError),
+    BadRequest(String),
+    Forbidden(String),
+    Unavailable(String),
+    Denied(Response<ProxyBody>),
+}
+
+impl Refusal {
+    fn into_response(self) -> Response<ProxyBody> {
+        let (status, detail) = match self {
+            Refusal::Denied(r) => return r,
+            Refusal::Upstream(e) => (e.status(), e.to_string()),
+            Refusal::BadRequest(d) => (StatusCode::BAD_REQUEST, d),
+            Refusal::Forbidden(d) => (StatusCode::FORBIDDEN, d),
+            Refusal::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, d),
+        };
+        swift_error(status, &detail)
+    }
+}
+
+/// An error page shaped like Swift's (HTML title line), with the reason in plain words.
+pub fn swift_error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let escaped = detail
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let text = format!("<html><h1>{reason}</h1><p>swiftfed: {escaped}</p></html>");
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=UTF-8"),
+    );
+    response
+}
+
+async fn route_and_send(
+    state: &State,
+    active: &Active,
+    parts: http::request::Parts,
+    raw_path: &str,
+    query: Option<String>,
+    body: &BodySlot,
+    record: &mut Record,
+) -> Result<ProxyResponse, Refusal> {
+    let swift_path = SwiftPath::parse(raw_path);
+    let route = swift_path
+        .as_ref()
+        .and_then(|p| active.routes.lookup(&p.account, p.routing_container()));
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let expect_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let with_query = |path: String| match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+
+    let (Some(path), Some(route)) = (swift_path.as_ref(), route) else {
+        // Local: only the names in headers need checking (they may point at routed containers).
+        if let Some(path) = &swift_path {
+            let dest = Placement {
+                cluster: None,
+                account: &path.account,
+            };
+            rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
+                .map_err(Refusal::BadRequest)?;
+        }
+        let out = Outgoing {
+            method: parts.method,
+            path_and_query: with_query(raw_path.to_string()),
+            headers,
+            endpoint_host: false,
+            expect_continue,
+        };
+        return send_timed(state, &state.local, &out, body, "local").await;
+    };
+
+    record.route = route.label.clone();
+    record.cluster = route.cluster.clone();
+    let cluster = active.clusters.get(&route.cluster).ok_or_else(|| {
+        Refusal::Unavailable(format!("route names unknown cluster {:?}", route.cluster))
+    })?;
+    let target = route.target(&path.account, path.routing_container());
+    let new_account = (target.account != path.account).then_some(target.account.as_str());
+    let new_container = target
+        .container
+        .as_deref()
+        .filter(|c| Some(*c) != path.routing_container());
+    let target_path = path.rewrite(new_account, new_container);
+    let dest = Placement {
+        cluster: Some(&route.cluster),
+        account: &target.account,
+    };
+    let client_headers = headers.clone();
+    rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
+        .map_err(Refusal::BadRequest)?;
+
+    let access = Access::of(&parts.method);
+    let mut sidecar_token = None;
+    if let Some(tokens) = &cluster.tokens {
+        if path.container.is_none() && access == Access::Write {
+            return Err(Refusal::Forbidden(format!(
+                "account-level {} on a federated account is not forwarded with Credentials auth",
+                parts.method
+            )));
+        }
+        let verdict = state
+            .authorizer
+            .check(&state.local, &client_headers, &path.account, access)
+            .await;
+        let result = match &verdict {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied { .. } => "denied",
+            Verdict::Unavailable(_) => "unavailable",
+        };
+        state
+            .metrics
+            .authz_checks
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Denied {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = Response::new(body::full(body));
+                *r.status_mut() = status;
+                *r.headers_mut() = headers;
+                strip_hop_by_hop(r.headers_mut());
+                return Err(Refusal::Denied(r));
+            }
+            Verdict::Unavailable(reason) => return Err(Refusal::Unavailable(reason)),
+        }
+        auth::strip_client_auth(&mut headers);
+        let token = tokens
+            .token()
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        headers.insert("x-auth-token", token.clone());
+        sidecar_token = Some(token);
+    }
+
+    let out = Outgoing {
+        method: parts.method.clone(),
+        path_and_query: with_query(target_path),
+        headers,
+        endpoint_host: true,
+        expect_continue,
+    };
+    let mut response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
+
+    // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
+    // again, only when nothing of the body was sent.
+    if let (Some(token), Some(tokens)) = (&sidecar_token, &cluster.tokens) {
+        if response_status(&response) == Some(StatusCode::UNAUTHORIZED) && !body.touched() {
+            tokens.invalidate(token);
+            let fresh = tokens
+                .token()
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            let mut out = out;
+            out.headers.insert("x-auth-token", fresh);
+            response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
+        }
+    }
+
+    // Migrate: objects not yet on the target are still read from the local cluster.
+    if route.mode == RouteMode::Migrate
+        && path.has_object
+        && matches!(parts.method, Method::GET | Method::HEAD)
+        && response_status(&response) == Some(StatusCode::NOT_FOUND)
+    {
+        let out = Outgoing {
+            method: parts.method,
+            path_and_query: with_query(raw_path.to_string()),
+            headers: client_headers,
+            endpoint_host: false,
+            expect_continue: false,
+        };
+        record.cluster = "local".into();
+        return send_timed(state, &state.local, &out, body, "local").await;
+    }
+
+    if let ProxyResponse::Upstream { response, .. } = &mut response {
+        rename::rewrite_response(
+            response.headers_mut(),
+            &active.routes,
+            &route.cluster,
+            &target.account,
+            &path.account,
+        );
+    }
+    Ok(response)
+}
+
+fn response_status(r: &ProxyResponse) -> Option<StatusCode> {
+    match r {
+        ProxyResponse::Upstream { response, .. } => Some(response.status()),
+        ProxyResponse::Local(_) => None,
+    }
+}
+
+async fn send_timed(
+    state: &State,
+    upstream: &Upstream,
+    out: &Outgoing,
+    body: &BodySlot,
+    cluster: &str,
+) -> Result<ProxyResponse, Refusal> {
+    let start = Instant::now();
+    let (response, _endpoint) = upstream.send(out, body).await.map_err(Refusal::Upstream)?;
+    state
+        .metrics
+        .upstream_latency
+        .get_or_create(&ClusterLabels {
+            cluster: cluster.to_string(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    Ok(ProxyResponse::Upstream {
+        response,
+        idle: upstream.timeouts.idle,
+    })
+}
+
+fn finish(
+    state: Arc<State>,
+    record: Record,
+    body_in: BodySlot,
+    response: ProxyResponse,
+) -> Response<ProxyBody> {
+    let (mut parts, inner, idle) = match response {
+        ProxyResponse::Upstream { response, idle } => {
+            let (parts, incoming) = response.into_parts();
+            (parts, Some(incoming), idle)
+        }
+        ProxyResponse::Local(r) => {
+            let (parts, body) = r.into_parts();
+            let status = parts.status.as_u16();
+            let bytes = http_body::Body::size_hint(&body).exact().unwrap_or(0);
+            log_and_count(&state, &record, status, body_in.bytes_read(), bytes, true);
+            return Response::from_parts(parts, body);
+        }
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let status = parts.status.as_u16();
+    let trans_id = parts
+        .headers
+        .get("x-trans-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = ResponseBody::new(inner, idle, move |bytes_out, complete| {
+        let mut record = record;
+        if let Some(t) = trans_id {
+            record.trans_id = t;
+        }
+        log_and_count(&state, &record, status, body_in.bytes_read(), bytes_out, complete);
+    });
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+fn log_and_count(
+    state: &State,
+    record: &Record,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    complete: bool,
+) {
+    state.metrics.active_streams.dec();
+    let m = &state.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            route: record.route.clone(),
+            cluster: record.cluster.clone(),
+            method: method_label(&record.method),
+            status_class: status_class(status),
+        })
+        .inc();
+    m.bytes
+        .get_or_create(&BytesLabels {
+            cluster: record.cluster.clone(),
+            direction: "out".into(),
+        })
+        .inc_by(bytes_out);
+    m.bytes
+        .get_or_create(&BytesLabels {
+            cluster: record.cluster.clone(),
+            direction: "in".into(),
+        })
+        .inc_by(bytes_in);
+    tracing::info!(
+        target: "access",
+        method = %record.method,
+        path = %record.path_for_log,
+        status,
+        bytes_in,
+        bytes_out,
+        duration_ms = record.start.elapsed().as_millis() as u64,
+        route = %record.route,
+        cluster = %record.cluster,
+        trans_id = %record.trans_id,
+        complete,
+    );
+}
+
+fn log_path(path: &str, query: Option<&str>) -> String {
+    let Some(query) = query else {
+        return path.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split('=').next().unwrap_or("");
+            if SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+                format!("{key}=<redacted>")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_queries_are_not_logged() {
+        assert_eq!(
+            log_path("/v1/a/c/o", Some("temp_url_sig=abc&temp_url_expires=1")),
+            "/v1/a/c/o?temp_url_sig=<redacted>&temp_url_expires=1"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-trans-id", HeaderValue::from_static("tx1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-trans-id"));
+    }
+}

@@ -1,0 +1,245 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use swiftfed_crds::routing::{parse_duration, Timeouts};
+use swiftfed_sidecar::admin::Admin;
+use swiftfed_sidecar::auth::LocalAuthorizer;
+use swiftfed_sidecar::config_source::ConfigFile;
+use swiftfed_sidecar::server::{self, Limits};
+use swiftfed_sidecar::state::State;
+use swiftfed_sidecar::upstream::Upstream;
+use swiftfed_sidecar::{forward, labels};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// swiftfed forwarder sidecar: the Swift proxy's front door. Requests for federated accounts and
+/// containers are streamed to their target Swift cluster; everything else goes to the local
+/// Swift proxy. Every flag can also be set through the environment variable shown.
+#[derive(Parser, Debug)]
+#[command(name = "swiftfed-sidecar", version, about, long_about = None)]
+struct Args {
+    /// Address for Swift API traffic.
+    #[arg(long, env = "SWIFTFED_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+
+    /// The local Swift proxy (host:port), reached for every unrouted request.
+    #[arg(long, env = "SWIFTFED_UPSTREAM")]
+    upstream: String,
+
+    /// Routing table file (YAML or JSON). Reloaded when it changes and on SIGHUP. Without it,
+    /// or while the file does not exist, everything goes to the local proxy.
+    #[arg(long, env = "SWIFTFED_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// How often the routing file is checked for changes.
+    #[arg(long, env = "SWIFTFED_CONFIG_POLL", default_value = "1s", value_parser = duration)]
+    config_poll: Duration,
+
+    /// Address of the admin API (PUT/GET /v1/config, /ready, /live, /metrics). Disabled when
+    /// absent.
+    #[arg(long, env = "SWIFTFED_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+
+    /// File holding the bearer token that PUT/GET /v1/config require. Re-read on each request.
+    #[arg(long, env = "SWIFTFED_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+
+    /// This pod's labels in the Kubernetes downward API format (`key="value"` lines): only
+    /// routes whose proxySelector matches them are used. Without it every route is used.
+    #[arg(long, env = "SWIFTFED_POD_LABELS_FILE")]
+    pod_labels_file: Option<PathBuf>,
+
+    /// How long a successful local authorization check (Credentials auth) is remembered.
+    #[arg(long, env = "SWIFTFED_AUTHZ_CACHE_TTL", default_value = "10s", value_parser = duration)]
+    authz_cache_ttl: Duration,
+
+    /// Connect timeout toward the local proxy.
+    #[arg(long, env = "SWIFTFED_LOCAL_CONNECT_TIMEOUT", default_value = "2s", value_parser = duration)]
+    local_connect_timeout: Duration,
+
+    /// Time the local proxy may take to answer after the request body was sent.
+    #[arg(long, env = "SWIFTFED_LOCAL_FIRST_BYTE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    local_first_byte_timeout: Duration,
+
+    /// Longest pause in a body stream to or from the local proxy.
+    #[arg(long, env = "SWIFTFED_LOCAL_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    local_idle_timeout: Duration,
+
+    /// Time a client has to send a complete request head.
+    #[arg(long, env = "SWIFTFED_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+    header_read_timeout: Duration,
+
+    /// Largest request head (request line and headers) in bytes; above Swift's own limits.
+    #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 256 * 1024)]
+    max_head_bytes: usize,
+
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    #[arg(long, env = "SWIFTFED_DRAIN_TIMEOUT", default_value = "30s", value_parser = duration)]
+    drain_timeout: Duration,
+
+    /// Log format: `text` or `json`. Verbosity comes from RUST_LOG (default `info`).
+    #[arg(long, env = "SWIFTFED_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("swiftfed-sidecar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("swiftfed-sidecar: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let local = Upstream::new(
+        "local",
+        &[format!("http://{}", args.upstream)],
+        Timeouts {
+            connect: args.local_connect_timeout,
+            first_byte: args.local_first_byte_timeout,
+            idle: args.local_idle_timeout,
+        },
+    )
+    .map_err(|e| format!("--upstream: {e}"))?;
+    let pod_labels: Option<BTreeMap<String, String>> = match &args.pod_labels_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--pod-labels-file {}: {e}", path.display()))
+                .and_then(|text| {
+                    labels::parse_downward_api(&text)
+                        .map_err(|e| format!("--pod-labels-file {}: {e}", path.display()))
+                })?,
+        ),
+        None => None,
+    };
+    let config_file = args.config.clone().map(|path| ConfigFile {
+        path,
+        poll: args.config_poll,
+    });
+    // Ready at once unless a routing file exists and has not loaded yet.
+    let state = Arc::new(State::new(
+        local,
+        LocalAuthorizer::new(args.authz_cache_ttl),
+        pod_labels,
+        true,
+    ));
+    if let Some(file) = config_file {
+        let mut last = None;
+        if file.path.exists() {
+            if !file.load(&state, &mut last, "start") {
+                state.set_ready(false);
+            }
+        } else {
+            tracing::info!(file = %file.path.display(), "routing file absent: passing everything to the local proxy until it appears");
+        }
+        file.spawn(state.clone(), last);
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let limits = Limits {
+        header_read_timeout: args.header_read_timeout,
+        max_head_bytes: args.max_head_bytes.max(8192),
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    tracing::info!(listen = %args.listen, upstream = %args.upstream, "serving Swift traffic");
+    let proxy_state = state.clone();
+    let proxy = tokio::spawn(server::serve(
+        "swift",
+        listener,
+        limits,
+        move |req, _peer| forward::handle(proxy_state.clone(), req),
+        shutdown_rx.clone(),
+        args.drain_timeout,
+    ));
+    let admin_task = match args.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--admin-listen {addr}: {e}"))?;
+            tracing::info!(listen = %addr, "serving admin API");
+            let admin = Arc::new(Admin {
+                state: state.clone(),
+                token_file: args.admin_token_file.clone(),
+            });
+            Some(tokio::spawn(server::serve(
+                "admin",
+                listener,
+                limits,
+                move |req, _peer| {
+                    let admin = admin.clone();
+                    async move { admin.handle(req).await }
+                },
+                shutdown_rx.clone(),
+                Duration::from_secs(5),
+            )))
+        }
+        None => None,
+    };
+
+    wait_for_shutdown().await;
+    tracing::info!("shutting down: draining requests in flight");
+    let _ = shutdown_tx.send(true);
+    let _ = proxy.await;
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

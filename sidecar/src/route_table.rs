@@ -1,0 +1,249 @@
+//! Route lookup: the most specific match wins (exact container > longest prefix > account-wide).
+
+use std::collections::{BTreeMap, HashMap};
+
+use swiftfed_crds::routing::{ContainerMatch, RouteMode, RoutingTable};
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub account: String,
+    pub matcher: Option<ContainerMatch>,
+    pub cluster: String,
+    pub target_account: Option<String>,
+    pub target_container: Option<String>,
+    pub mode: RouteMode,
+    /// Stable, human-readable id for logs and metric labels.
+    pub label: String,
+}
+
+/// Where a request's names end up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target<'r> {
+    pub cluster: &'r str,
+    pub account: String,
+    pub container: Option<String>,
+}
+
+impl Route {
+    /// Names on the target for `account`/`container` matched by this route.
+    pub fn target<'r>(&'r self, account: &str, container: Option<&str>) -> Target<'r> {
+        let account = self.target_account.clone().unwrap_or_else(|| account.to_string());
+        let container = container.map(|c| match (&self.matcher, &self.target_container) {
+            (Some(ContainerMatch::Exact(_)), Some(new)) => new.clone(),
+            (Some(ContainerMatch::Prefix(p)), Some(new)) => {
+                format!("{new}{}", c.strip_prefix(p.as_str()).unwrap_or(c))
+            }
+            _ => c.to_string(),
+        });
+        Target {
+            cluster: &self.cluster,
+            account,
+            container,
+        }
+    }
+
+    /// Whether the route renames anything (then headers naming its containers need rewriting).
+    pub fn renames(&self) -> bool {
+        self.target_account.is_some() || self.target_container.is_some()
+    }
+
+    /// The client's container for a container name seen on the target, if this route produced
+    /// it (used to rewrite names in responses back).
+    pub fn client_container(&self, target_container: &str) -> Option<String> {
+        match (&self.matcher, &self.target_container) {
+            (Some(ContainerMatch::Exact(c)), Some(new)) => {
+                (target_container == new).then(|| c.clone())
+            }
+            (Some(ContainerMatch::Prefix(p)), Some(new)) => target_container
+                .strip_prefix(new.as_str())
+                .map(|rest| format!("{p}{rest}")),
+            (Some(ContainerMatch::Exact(c)), None) => {
+                (target_container == c).then(|| c.clone())
+            }
+            (Some(ContainerMatch::Prefix(p)), None) => target_container
+                .starts_with(p.as_str())
+                .then(|| target_container.to_string()),
+            (None, _) => Some(target_container.to_string()),
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct AccountRoutes {
+    exact: HashMap<String, usize>,
+    /// Longest prefix first.
+    prefixes: Vec<(String, usize)>,
+    account_wide: Option<usize>,
+}
+
+#[derive(Default, Debug)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    accounts: HashMap<String, AccountRoutes>,
+}
+
+impl RouteTable {
+    /// Compiles the routes this sidecar uses: those without a proxy selector and those whose
+    /// selector matches `pod_labels`. Without pod labels (outside Kubernetes) every route applies.
+    pub fn new(table: &RoutingTable, pod_labels: Option<&BTreeMap<String, String>>) -> RouteTable {
+        let mut out = RouteTable::default();
+        for (i, spec) in table.routes.iter().enumerate() {
+            if let (Some(selector), Some(labels)) = (&spec.proxy_selector, pod_labels) {
+                if !selector.matches(labels) {
+                    continue;
+                }
+            }
+            let label = spec.source.clone().unwrap_or_else(|| format!("routes[{i}]"));
+            let idx = out.routes.len();
+            out.routes.push(Route {
+                account: spec.matcher.account.clone(),
+                matcher: spec.matcher.container.clone(),
+                cluster: spec.target.cluster.clone(),
+                target_account: spec.target.account.clone(),
+                target_container: spec.target.container.clone(),
+                mode: spec.mode,
+                label,
+            });
+            let entry = out.accounts.entry(spec.matcher.account.clone()).or_default();
+            match &spec.matcher.container {
+                Some(ContainerMatch::Exact(c)) => {
+                    entry.exact.entry(c.clone()).or_insert(idx);
+                }
+                Some(ContainerMatch::Prefix(p)) => entry.prefixes.push((p.clone(), idx)),
+                None => {
+                    entry.account_wide.get_or_insert(idx);
+                }
+            }
+        }
+        for entry in out.accounts.values_mut() {
+            entry.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request on `account` (and `container`, for container and object requests).
+    /// Account requests only follow account-wide routes.
+    pub fn lookup(&self, account: &str, container: Option<&str>) -> Option<&Route> {
+        let entry = self.accounts.get(account)?;
+        let idx = match container {
+            None => entry.account_wide,
+            Some(c) => entry
+                .exact
+                .get(c)
+                .copied()
+                .or_else(|| {
+                    entry
+                        .prefixes
+                        .iter()
+                        .find(|(p, _)| c.starts_with(p.as_str()))
+                        .map(|(_, i)| *i)
+                })
+                .or(entry.account_wide),
+        }?;
+        self.routes.get(idx)
+    }
+
+    /// The client-side (account, container) for names seen in a response from `cluster`, when
+    /// some route maps them there; `None` when no route renames into them.
+    pub fn client_names(
+        &self,
+        cluster: &str,
+        target_account: &str,
+        target_container: &str,
+    ) -> Option<(String, String)> {
+        self.routes
+            .iter()
+            .filter(|r| r.cluster == cluster && r.renames())
+            .filter(|r| r.target_account.as_deref().unwrap_or(&r.account) == target_account)
+            .find_map(|r| {
+                let container = r.client_container(target_container)?;
+                // Only if the forward direction maps back to the same place.
+                let back = self.lookup(&r.account, Some(&container))?;
+                (std::ptr::eq(back, r)).then(|| (r.account.clone(), container))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(yaml: &str) -> RouteTable {
+        let t = RoutingTable::from_slice(yaml.as_bytes()).expect("valid table");
+        RouteTable::new(&t, None)
+    }
+
+    const YAML: &str = r#"
+clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}, {name: c, endpoints: ["http://127.0.0.1:2"]}]
+routes:
+- match: {account: A}
+  target: {cluster: b}
+- match: {account: A, container: {prefix: "arch"}}
+  target: {cluster: c}
+- match: {account: A, container: {prefix: "archive-"}}
+  target: {cluster: b, container: "old-"}
+- match: {account: A, container: {exact: "archive-2020"}}
+  target: {cluster: c, account: X, container: "y2020"}
+"#;
+
+    #[test]
+    fn most_specific_wins() {
+        let t = table(YAML);
+        let at = |c: Option<&str>| t.lookup("A", c).map(|r| r.target("A", c));
+        assert_eq!(at(Some("archive-2020")).map(|t| (t.cluster.to_string(), t.account, t.container)),
+            Some(("c".into(), "X".into(), Some("y2020".into()))));
+        assert_eq!(at(Some("archive-2021")).map(|t| (t.cluster.to_string(), t.container)),
+            Some(("b".into(), Some("old-2021".into()))));
+        assert_eq!(at(Some("archx")).map(|t| t.cluster.to_string()), Some("c".into()));
+        assert_eq!(at(Some("other")).map(|t| t.cluster.to_string()), Some("b".into()));
+        assert_eq!(at(None).map(|t| t.cluster.to_string()), Some("b".into()));
+        assert!(t.lookup("B", Some("archive-1")).is_none());
+    }
+
+    #[test]
+    fn account_requests_need_an_account_wide_route() {
+        let t = table(r#"
+clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}]
+routes: [{match: {account: A, container: {exact: c}}, target: {cluster: b}}]
+"#);
+        assert!(t.lookup("A", None).is_none());
+        assert!(t.lookup("A", Some("c")).is_some());
+    }
+
+    #[test]
+    fn response_names_map_back() {
+        let t = table(YAML);
+        assert_eq!(t.client_names("b", "A", "old-2021"), Some(("A".into(), "archive-2021".into())));
+        assert_eq!(t.client_names("c", "X", "y2020"), Some(("A".into(), "archive-2020".into())));
+        assert_eq!(t.client_names("c", "X", "other"), None);
+    }
+
+    #[test]
+    fn selectors_pick_routes_for_this_pod() {
+        let t = RoutingTable::from_slice(br#"
+clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}]
+routes:
+- {match: {account: A}, target: {cluster: b}, proxySelector: {matchLabels: {zone: one}}}
+- {match: {account: B}, target: {cluster: b}, proxySelector: {matchLabels: {zone: two}}}
+- {match: {account: C}, target: {cluster: b}}
+"#).expect("valid");
+        let labels: BTreeMap<String, String> = [("zone".to_string(), "one".to_string())].into();
+        let rt = RouteTable::new(&t, Some(&labels));
+        assert!(rt.lookup("A", Some("x")).is_some());
+        assert!(rt.lookup("B", Some("x")).is_none());
+        assert!(rt.lookup("C", Some("x")).is_some());
+        assert_eq!(RouteTable::new(&t, None).len(), 3);
+    }
+}

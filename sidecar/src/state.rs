@@ -1,0 +1,182 @@
+//! The routing state in force, swapped atomically: a request takes an `Arc` of the active state
+//! when it starts and keeps it to the end, so a swap never changes or drops a request in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use swiftfed_crds::routing::{AuthSpec, ClusterSpec, CredentialsSpec, RoutingTable};
+use swiftfed_crds::validate::ValidationErrors;
+
+use crate::auth::{LocalAuthorizer, TokenSource};
+use crate::metrics::{ClusterLabels, Metrics};
+use crate::route_table::RouteTable;
+use crate::upstream::Upstream;
+
+pub struct ClusterRuntime {
+    pub spec: ClusterSpec,
+    pub upstream: Upstream,
+    /// Present for `Credentials` auth.
+    pub tokens: Option<Arc<TokenSource>>,
+}
+
+pub struct Active {
+    /// The table as received (None: no table configured; everything goes to the local proxy).
+    pub table: Option<RoutingTable>,
+    pub routes: RouteTable,
+    pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+}
+
+impl Active {
+    pub fn revision(&self) -> u64 {
+        self.table.as_ref().map_or(0, |t| t.revision)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("revision {offered} is not newer than revision {current} in force")]
+    Stale { current: u64, offered: u64 },
+    #[error("{0}")]
+    Invalid(#[from] ValidationErrors),
+    #[error("cluster {cluster}: {reason}")]
+    Unsupported { cluster: String, reason: String },
+}
+
+pub struct State {
+    active: RwLock<Arc<Active>>,
+    apply_lock: Mutex<()>,
+    pub local: Upstream,
+    pub authorizer: LocalAuthorizer,
+    pub metrics: Metrics,
+    pod_labels: Option<BTreeMap<String, String>>,
+    ready: AtomicBool,
+}
+
+impl State {
+    /// `ready`: false when a routing table is configured but not loaded yet.
+    pub fn new(
+        local: Upstream,
+        authorizer: LocalAuthorizer,
+        pod_labels: Option<BTreeMap<String, String>>,
+        ready: bool,
+    ) -> State {
+        State {
+            active: RwLock::new(Arc::new(Active {
+                table: None,
+                routes: RouteTable::default(),
+                clusters: HashMap::new(),
+            })),
+            apply_lock: Mutex::new(()),
+            local,
+            authorizer,
+            metrics: Metrics::new(),
+            pod_labels,
+            ready: AtomicBool::new(ready),
+        }
+    }
+
+    pub fn active(&self) -> Arc<Active> {
+        match self.active.read() {
+            Ok(a) => a.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Validates and swaps in `table` if its revision is newer than the one in force. The same
+    /// revision with the same content is accepted as a no-op (a repeated push).
+    pub fn apply(&self, table: RoutingTable) -> Result<u64, ApplyError> {
+        let _serialized = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.active();
+        if let Some(in_force) = &current.table {
+            if table.revision <= in_force.revision {
+                if *in_force == table {
+                    return Ok(table.revision);
+                }
+                return Err(ApplyError::Stale {
+                    current: in_force.revision,
+                    offered: table.revision,
+                });
+            }
+        }
+        table.validate()?;
+        let mut clusters = HashMap::new();
+        for spec in &table.clusters {
+            // Unchanged clusters keep their connection pools and tokens.
+            if let Some(existing) = current.clusters.get(&spec.name) {
+                if existing.spec == *spec {
+                    clusters.insert(spec.name.clone(), existing.clone());
+                    continue;
+                }
+            }
+            clusters.insert(spec.name.clone(), Arc::new(self.cluster_runtime(spec)?));
+        }
+        let routes = RouteTable::new(&table, self.pod_labels.as_ref());
+        let revision = table.revision;
+        let next = Arc::new(Active {
+            table: Some(table),
+            routes,
+            clusters,
+        });
+        match self.active.write() {
+            Ok(mut a) => *a = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        self.metrics.config_revision.set(revision as i64);
+        self.ready.store(true, Ordering::Release);
+        Ok(revision)
+    }
+
+    fn cluster_runtime(&self, spec: &ClusterSpec) -> Result<ClusterRuntime, ApplyError> {
+        let unsupported = |reason: String| ApplyError::Unsupported {
+            cluster: spec.name.clone(),
+            reason,
+        };
+        let timeouts = spec.timeouts.parse().map_err(unsupported)?;
+        if spec.tls.is_some() {
+            return Err(unsupported(
+                "tls settings are not supported by this sidecar build yet".into(),
+            ));
+        }
+        let upstream = Upstream::new(&spec.name, &spec.endpoints, timeouts).map_err(unsupported)?;
+        let tokens = match &spec.auth {
+            AuthSpec::Passthrough => None,
+            AuthSpec::Credentials {
+                credentials:
+                    CredentialsSpec::Tempauth {
+                        auth_url,
+                        user,
+                        key,
+                    },
+            } => {
+                if !auth_url.starts_with("http://") {
+                    return Err(unsupported(
+                        "https auth URLs are not supported by this sidecar build yet".into(),
+                    ));
+                }
+                let mut source = TokenSource::new(&spec.name, auth_url, user, key);
+                source.fetches = self
+                    .metrics
+                    .token_fetches
+                    .get_or_create(&ClusterLabels {
+                        cluster: spec.name.clone(),
+                    })
+                    .clone();
+                Some(Arc::new(source))
+            }
+        };
+        Ok(ClusterRuntime {
+            spec: spec.clone(),
+            upstream,
+            tokens,
+        })
+    }
+}

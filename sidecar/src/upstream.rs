@@ -1,0 +1,262 @@
+//! One upstream = the local Swift proxy or one target cluster: its endpoints, a connection pool
+//! per endpoint (hyper-util's pool is keyed by endpoint), timeouts, and failover.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::header::{HeaderValue, HOST};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use swiftfed_crds::routing::Timeouts;
+use tokio::time::Instant;
+
+use crate::body::{BodySlot, ContinueGate, ProxyBody};
+
+/// How long a body waits for `100 Continue` before it is sent anyway (curl waits 1 s).
+const CONTINUE_FALLBACK: Duration = Duration::from_secs(2);
+/// Header count limit in both directions, above what Swift itself sends or accepts.
+pub const MAX_HEADERS: usize = 512;
+/// How long an endpoint that refused a connection is tried only after the healthy ones.
+const DOWN_FOR: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no endpoint of {upstream} accepted a connection ({})", describe(.attempts))]
+    Unavailable {
+        upstream: String,
+        attempts: Vec<(String, String)>,
+    },
+    #[error("{upstream} endpoint {endpoint} did not answer within {timeout:?}")]
+    Timeout {
+        upstream: String,
+        endpoint: String,
+        timeout: Duration,
+    },
+    #[error("{upstream} endpoint {endpoint} failed: {error}")]
+    Failed {
+        upstream: String,
+        endpoint: String,
+        error: String,
+    },
+    #[error("bad request for {upstream}: {0}", upstream = .1)]
+    Build(String, String),
+}
+
+fn describe(attempts: &[(String, String)]) -> String {
+    attempts
+        .iter()
+        .map(|(e, why)| format!("{e}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Build(..) => StatusCode::BAD_REQUEST,
+            UpstreamError::Failed { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    scheme: String,
+    authority: String,
+    host_header: HeaderValue,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Endpoint {
+    fn is_down(&self) -> bool {
+        self.down_until
+            .lock()
+            .map(|d| d.is_some_and(|t| t > Instant::now()))
+            .unwrap_or(false)
+    }
+
+    fn mark(&self, down: bool) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = down.then(|| Instant::now() + DOWN_FOR);
+        }
+    }
+}
+
+/// What to send, minus the body.
+pub struct Outgoing {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    /// Set `Host` to the endpoint's (target clusters) instead of keeping the client's (local
+    /// proxy: tempauth builds storage URLs from it).
+    pub endpoint_host: bool,
+    pub expect_continue: bool,
+}
+
+pub struct Upstream {
+    pub name: String,
+    endpoints: Vec<Endpoint>,
+    client: Client<HttpConnector, ProxyBody>,
+    pub timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("endpoints", &self.endpoints)
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// `endpoints` are validated base URLs (`http://host:port`).
+    pub fn new(name: &str, endpoints: &[String], timeouts: Timeouts) -> Result<Upstream, String> {
+        let mut parsed = Vec::new();
+        for e in endpoints {
+            let uri: http::Uri = e.parse().map_err(|err| format!("{e}: {err}"))?;
+            let scheme = uri.scheme_str().unwrap_or("http").to_string();
+            if scheme != "http" {
+                return Err(format!(
+                    "{e}: https endpoints are not supported by this sidecar build yet"
+                ));
+            }
+            let authority = uri
+                .authority()
+                .ok_or_else(|| format!("{e}: no host"))?
+                .to_string();
+            let host_header =
+                HeaderValue::from_str(&authority).map_err(|err| format!("{e}: {err}"))?;
+            parsed.push(Endpoint {
+                scheme,
+                authority,
+                host_header,
+                down_until: Mutex::new(None),
+            });
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeouts.connect));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .http1_preserve_header_case(true)
+            // Swift allows 90 metadata items plus its own headers: above hyper's default of 100.
+            .http1_max_headers(MAX_HEADERS)
+            .build(connector);
+        Ok(Upstream {
+            name: name.to_string(),
+            endpoints: parsed,
+            client,
+            timeouts,
+        })
+    }
+
+    /// Healthy endpoints in configured order, then the ones recently down (last resort).
+    fn order(&self) -> impl Iterator<Item = &Endpoint> {
+        let up = self.endpoints.iter().filter(|e| !e.is_down());
+        let down = self.endpoints.iter().filter(|e| e.is_down());
+        up.chain(down)
+    }
+
+    /// Sends the request to the first endpoint that accepts a connection. A request whose body
+    /// was already (partly) sent is never re-sent.
+    pub async fn send(
+        &self,
+        out: &Outgoing,
+        body: &BodySlot,
+    ) -> Result<(Response<Incoming>, String), UpstreamError> {
+        let mut attempts = Vec::new();
+        for endpoint in self.order() {
+            let progress = crate::body::Progress::new();
+            let gate = out
+                .expect_continue
+                .then(|| Arc::new(ContinueGate::default()));
+            let uri = format!(
+                "{}://{}{}",
+                endpoint.scheme, endpoint.authority, out.path_and_query
+            );
+            let mut req = Request::builder()
+                .method(out.method.clone())
+                .uri(uri)
+                .body(body.attempt(progress.clone(), gate.clone(), CONTINUE_FALLBACK))
+                .map_err(|e| UpstreamError::Build(e.to_string(), self.name.clone()))?;
+            *req.headers_mut() = out.headers.clone();
+            if out.endpoint_host {
+                req.headers_mut()
+                    .insert(HOST, endpoint.host_header.clone());
+            }
+            if let Some(gate) = gate.clone() {
+                hyper::ext::on_informational(&mut req, move |res| {
+                    if res.status() == StatusCode::CONTINUE {
+                        gate.open();
+                    }
+                });
+            }
+            let mut response = std::pin::pin!(self.client.request(req));
+            let result = loop {
+                let deadline =
+                    progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle);
+                tokio::select! {
+                    r = &mut response => break Ok(r),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle) <= Instant::now() {
+                            break Err(());
+                        }
+                    }
+                }
+            };
+            if let Some(gate) = gate {
+                // A final answer without 100 Continue: the body is not wanted.
+                gate.abandon();
+            }
+            match result {
+                Ok(Ok(resp)) => {
+                    endpoint.mark(false);
+                    return Ok((resp, endpoint.authority.clone()));
+                }
+                Ok(Err(e)) if e.is_connect() && !body.touched() => {
+                    endpoint.mark(true);
+                    attempts.push((endpoint.authority.clone(), error_chain(&e)));
+                }
+                Ok(Err(e)) => {
+                    return Err(UpstreamError::Failed {
+                        upstream: self.name.clone(),
+                        endpoint: endpoint.authority.clone(),
+                        error: error_chain(&e),
+                    })
+                }
+                Err(()) => {
+                    return Err(UpstreamError::Timeout {
+                        upstream: self.name.clone(),
+                        endpoint: endpoint.authority.clone(),
+                        timeout: self.timeouts.first_byte,
+                    })
+                }
+            }
+        }
+        Err(UpstreamError::Unavailable {
+            upstream: self.name.clone(),
+            attempts,
+        })
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
