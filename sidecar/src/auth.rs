@@ -26,9 +26,10 @@ use crate::body::{self, BodySlot};
 use crate::swift_path::encode_segment;
 use crate::upstream::{Outgoing, Upstream};
 
-/// Container name for the local check: one byte over Swift's maximum container name length.
+/// Container name for the local check: far over Swift's maximum container name length (256 by
+/// default; raised limits stay well below this), so it can never exist.
 fn probe_container() -> String {
-    format!("swiftfed-authz-probe-{}", "x".repeat(257 - 21))
+    format!("swiftfed-authz-probe-{}", "x".repeat(1100))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,204 @@
+//! What Swift 2.38 + tempauth answers, pinned, because the sidecar's
+//! authorization design (Credentials mode: ask the local cluster first) relies
+//! on it. If a Swift upgrade changes one of these, this test says which.
+//!
+//! Own cluster: it sets an account ACL on AUTH_test, which would change what
+//! test:tester2 may do in concurrent tests on the shared pair.
+
+use std::path::{Path, PathBuf};
+
+use swiftfed_tests::{http_request, SwiftCluster};
+
+struct Who {
+    label: &'static str,
+    token: Option<String>,
+}
+
+/// Status per user, in the order of `users()`: tester (.admin of AUTH_test),
+/// tester2 (plain user of AUTH_test), no token, test2:tester (.admin elsewhere).
+type Row = [u16; 4];
+
+fn users(c: &SwiftCluster) -> Vec<Who> {
+    let token = |u, k| Some(c.auth(u, k).unwrap().1);
+    vec![
+        Who {
+            label: "test:tester",
+            token: token("test:tester", "testing"),
+        },
+        Who {
+            label: "test:tester2",
+            token: token("test:tester2", "testing2"),
+        },
+        Who {
+            label: "no token",
+            token: None,
+        },
+        Who {
+            label: "test2:tester",
+            token: token("test2:tester", "testing"),
+        },
+    ]
+}
+
+fn status(c: &SwiftCluster, method: &str, path: &str, who: &Who) -> u16 {
+    let mut headers = vec![];
+    if let Some(t) = &who.token {
+        headers.push(("X-Auth-Token", t.as_str()));
+    }
+    let url = format!("{}{path}", c.proxy_url());
+    http_request(method, &url, &headers, b"")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status
+}
+
+/// Files under the devices dir (sizes ignored: a HEAD may flush a `.pending`).
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.join("node")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Checks one request for every user, tester last (the others must not see
+/// what tester's request may create), and that it left no file behind.
+fn check(c: &SwiftCluster, who: &[Who], method: &str, path: &str, want: Row) {
+    let before = files(c.dir());
+    let mut got = [0; 4];
+    for i in [3, 2, 1, 0] {
+        got[i] = status(c, method, path, &who[i]);
+    }
+    let labels: Vec<_> = who.iter().map(|w| w.label).collect();
+    assert_eq!(got, want, "{method} {path:.60} for {labels:?}");
+    let after = files(c.dir());
+    assert_eq!(before, after, "{method} {path:.60} left a trace");
+}
+
+fn set_acl(c: &SwiftCluster, admin: &Who, acl: &str) {
+    let url = c.storage_url("AUTH_test");
+    let token = admin.token.as_deref().unwrap();
+    let resp = http_request(
+        "POST",
+        &url,
+        &[("X-Auth-Token", token), ("X-Account-Access-Control", acl)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(resp.status, 204, "set ACL {acl}");
+}
+
+#[test]
+fn tempauth_status_codes_and_traces() {
+    let c = SwiftCluster::start("facts").unwrap();
+    let who = users(&c);
+    let long = format!("/v1/AUTH_test/{}", "L".repeat(300)); // > max_container_name_length (256)
+
+    // a never-written account answers 200, a written one 204
+    assert_eq!(status(&c, "HEAD", "/v1/AUTH_test", &who[0]), 200);
+    assert_eq!(status(&c, "PUT", "/v1/AUTH_test/exists", &who[0]), 201);
+    assert_eq!(status(&c, "HEAD", "/v1/AUTH_test", &who[0]), 204);
+
+    // No ACL: authorization comes first; an unauthorized user learns nothing
+    // about existence, and over-long names are not rejected (404, not 400).
+    check(&c, &who, "HEAD", &long, [404, 403, 401, 403]);
+    check(
+        &c,
+        &who,
+        "DELETE",
+        &format!("{long}/x"),
+        [404, 403, 401, 403],
+    );
+    check(
+        &c,
+        &who,
+        "HEAD",
+        "/v1/AUTH_test/exists",
+        [204, 403, 401, 403],
+    );
+    check(
+        &c,
+        &who,
+        "HEAD",
+        "/v1/AUTH_test/nonexistent",
+        [404, 403, 401, 403],
+    );
+    check(&c, &who, "PUT", &long, [400, 403, 401, 403]); // length checked after authz
+
+    set_acl(&c, &who[0], r#"{"read-only":["test:tester2"]}"#);
+    check(&c, &who, "HEAD", &long, [404, 404, 401, 403]);
+    check(
+        &c,
+        &who,
+        "DELETE",
+        &format!("{long}/x"),
+        [404, 403, 401, 403],
+    );
+    check(
+        &c,
+        &who,
+        "HEAD",
+        "/v1/AUTH_test/exists",
+        [204, 204, 401, 403],
+    );
+    check(
+        &c,
+        &who,
+        "HEAD",
+        "/v1/AUTH_test/nonexistent",
+        [404, 404, 401, 403],
+    );
+
+    set_acl(&c, &who[0], r#"{"read-write":["test:tester2"]}"#);
+    check(&c, &who, "HEAD", &long, [404, 404, 401, 403]);
+    check(
+        &c,
+        &who,
+        "DELETE",
+        &format!("{long}/x"),
+        [404, 404, 401, 403],
+    );
+    check(&c, &who, "PUT", &long, [400, 400, 401, 403]);
+    check(
+        &c,
+        &who,
+        "DELETE",
+        "/v1/AUTH_test/nonexistent/x",
+        [404, 404, 401, 403],
+    );
+
+    // Trace: DELETE of a missing object in an existing container answers 404
+    // yet writes a tombstone (.ts) and a deleted row for the container DB.
+    let before = files(c.dir());
+    assert_eq!(
+        status(&c, "DELETE", "/v1/AUTH_test/exists/ghost", &who[0]),
+        404
+    );
+    let new: Vec<_> = files(c.dir())
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert!(
+        new.iter().any(|f| f.extension().is_some_and(|e| e == "ts")),
+        "expected a tombstone, new files: {new:?}"
+    );
+    let listing = http_request(
+        "GET",
+        &c.storage_url("AUTH_test/exists"),
+        &[("X-Auth-Token", who[0].token.as_deref().unwrap())],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (listing.status, listing.body_text()),
+        (204, String::new()),
+        "tombstone is not listed"
+    );
+}
