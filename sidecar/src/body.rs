@@ -305,7 +305,9 @@ impl<F: FnOnce(u64, bool) + Send + 'static> ResponseBody<F> {
 
 impl<F: FnOnce(u64, bool) + Send + 'static> Drop for ResponseBody<F> {
     fn drop(&mut self) {
-        self.end(false);
+        // hyper drops a body it knows to be finished (e.g. empty) without polling it to the end.
+        let complete = self.inner.as_ref().is_none_or(|b| b.is_end_stream());
+        self.end(complete);
     }
 }
 
