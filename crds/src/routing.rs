@@ -149,8 +149,7 @@ impl TimeoutsSpec {
     pub fn parse(&self) -> Result<Timeouts, String> {
         Ok(Timeouts {
             connect: parse_duration(&self.connect).map_err(|e| format!("connect: {e}"))?,
-            first_byte: parse_duration(&self.first_byte)
-                .map_err(|e| format!("firstByte: {e}"))?,
+            first_byte: parse_duration(&self.first_byte).map_err(|e| format!("firstByte: {e}"))?,
             idle: parse_duration(&self.idle).map_err(|e| format!("idle: {e}"))?,
         })
     }
@@ -320,7 +319,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(value),
         "m" => Duration::from_secs(value.saturating_mul(60)),
         "h" => Duration::from_secs(value.saturating_mul(3600)),
-        _ => return Err(format!("{text:?} has unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "{text:?} has unknown unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
     };
     if duration.is_zero() {
         return Err(format!("{text:?} must be greater than zero"));
@@ -363,7 +366,10 @@ routes:
         // The wire form keeps the key: the sidecar needs it.
         let wire = serde_json::to_string(&table).expect("serializes");
         assert!(wire.contains("hunter2-key"));
-        assert_eq!(RoutingTable::from_slice(wire.as_bytes()).expect("valid"), table);
+        assert_eq!(
+            RoutingTable::from_slice(wire.as_bytes()).expect("valid"),
+            table
+        );
     }
 
     #[test]

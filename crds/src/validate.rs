@@ -57,7 +57,10 @@ pub(crate) fn routing_table(table: &RoutingTable) -> Result<(), ValidationErrors
             );
         }
         if cluster.endpoints.is_empty() {
-            errors.push(format!("{at}.endpoints"), "at least one endpoint is required");
+            errors.push(
+                format!("{at}.endpoints"),
+                "at least one endpoint is required",
+            );
         }
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             if let Err(reason) = endpoint_url(endpoint) {
@@ -216,7 +219,9 @@ fn auth_url_check(url: &str) -> Result<(), String> {
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
-        _ => Err(format!("{url:?} must be an http:// or https:// URL with a host")),
+        _ => Err(format!(
+            "{url:?} must be an http:// or https:// URL with a host"
+        )),
     }
 }
 
@@ -303,7 +308,10 @@ routes:
             "routes[2].target.container",
             "routes[3].match",
         ] {
-            assert!(fields.iter().any(|f| f == expected), "{expected} missing in {fields:?}");
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} missing in {fields:?}"
+            );
         }
     }
 

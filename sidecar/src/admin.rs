@@ -51,19 +51,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Admin {
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Response<ProxyBody>> {
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Box<Response<ProxyBody>>> {
         let Some(path) = &self.token_file else {
-            return Err(json_response(
+            return Err(Box::new(json_response(
                 StatusCode::FORBIDDEN,
                 json!({"error": "no admin token configured (--admin-token-file)"}),
-            ));
+            )));
         };
         let expected = std::fs::read_to_string(path).map_err(|e| {
             tracing::error!(file = %path.display(), error = %e, "cannot read admin token file");
-            json_response(
+            Box::new(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "admin token file unreadable"}),
-            )
+            ))
         })?;
         let expected = expected.trim();
         let offered = req
@@ -73,7 +73,9 @@ impl Admin {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         match offered {
-            Some(t) if !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()) => {
+            Some(t)
+                if !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()) =>
+            {
                 Ok(())
             }
             _ => {
@@ -85,7 +87,7 @@ impl Admin {
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer"),
                 );
-                Err(r)
+                Err(Box::new(r))
             }
         }
     }
@@ -115,7 +117,7 @@ impl Admin {
             }
             (&Method::GET, "/v1/config") => {
                 if let Err(r) = self.authorize(&req) {
-                    return r;
+                    return *r;
                 }
                 let active = self.state.active();
                 let table = active.table.as_ref().map(RoutingTable::redacted);
@@ -126,7 +128,7 @@ impl Admin {
             }
             (&Method::PUT, "/v1/config") => {
                 if let Err(r) = self.authorize(&req) {
-                    return r;
+                    return *r;
                 }
                 self.put_config(req).await
             }
@@ -136,7 +138,10 @@ impl Admin {
     }
 
     async fn put_config(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let bytes = match Limited::new(req.into_body(), MAX_CONFIG_BYTES).collect().await {
+        let bytes = match Limited::new(req.into_body(), MAX_CONFIG_BYTES)
+            .collect()
+            .await
+        {
             Ok(c) => c.to_bytes(),
             Err(e) => {
                 return json_response(

@@ -110,7 +110,12 @@ impl LocalAuthorizer {
             ),
         };
         let mut headers = http::HeaderMap::new();
-        for name in ["x-auth-token", "x-storage-token", "host", "x-trans-id-extra"] {
+        for name in [
+            "x-auth-token",
+            "x-storage-token",
+            "host",
+            "x-trans-id-extra",
+        ] {
             if let Some(v) = client_headers.get(name) {
                 headers.insert(name, v.clone());
             }

@@ -267,7 +267,7 @@ impl Body for AttemptBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.size_hint.clone()
+        self.size_hint
     }
 }
 

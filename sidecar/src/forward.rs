@@ -355,7 +355,14 @@ fn finish(
         if let Some(t) = trans_id {
             record.trans_id = t;
         }
-        log_and_count(&state, &record, status, body_in.bytes_read(), bytes_out, complete);
+        log_and_count(
+            &state,
+            &record,
+            status,
+            body_in.bytes_read(),
+            bytes_out,
+            complete,
+        );
     });
     Response::from_parts(parts, body.boxed_unsync())
 }

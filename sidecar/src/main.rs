@@ -114,7 +114,10 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("swiftfed-sidecar: cannot start the runtime: {e}");

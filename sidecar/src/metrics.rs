@@ -55,8 +55,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("swiftfed_sidecar");
         let requests = Family::<RequestLabels, Counter>::default();
         let bytes = Family::<BytesLabels, Counter>::default();
-        let upstream_latency =
-            Family::<ClusterLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let upstream_latency = Family::<ClusterLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let active_streams = Gauge::default();
         let config_revision = Gauge::default();
         let reload_failures = Counter::default();

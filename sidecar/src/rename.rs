@@ -118,25 +118,21 @@ pub fn rewrite_request(
                 headers.insert(HeaderName::from_static(header), v);
             }
         }
-        if target_account != account || account_header.is_some_and(|h| headers.contains_key(h))
-        {
-            match account_header {
-                Some(h) => {
-                    if target_account != dest.account || headers.contains_key(h) {
-                        if let Ok(v) = HeaderValue::from_str(&encode_segment(&target_account)) {
-                            headers.insert(HeaderName::from_static(h), v);
-                        }
-                    }
+        let account_header_present = account_header.is_some_and(|h| headers.contains_key(h));
+        match account_header {
+            Some(h) if account_header_present || target_account != dest.account => {
+                if let Ok(v) = HeaderValue::from_str(&encode_segment(&target_account)) {
+                    headers.insert(HeaderName::from_static(h), v);
                 }
-                None if target_account != dest.account => {
-                    return Err(format!(
-                        "{header} names container {:?}, which a route moves to account {target_account:?}, \
-                         while this request goes to account {:?}",
-                        name.container, dest.account
-                    ));
-                }
-                None => {}
             }
+            None if target_account != dest.account => {
+                return Err(format!(
+                    "{header} names container {:?}, which a route moves to account \
+                     {target_account:?}, while this request goes to account {:?}",
+                    name.container, dest.account
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -247,7 +243,10 @@ routes:
 
     #[test]
     fn responses_get_client_names_back() {
-        let mut h = headers(&[("x-copied-from", "docs-b/o"), ("x-copied-from-account", "B")]);
+        let mut h = headers(&[
+            ("x-copied-from", "docs-b/o"),
+            ("x-copied-from-account", "B"),
+        ]);
         rewrite_response(&mut h, &table(), "b", "B", "A");
         assert_eq!(h["x-copied-from"], "docs/o");
         assert_eq!(h["x-copied-from-account"], "A");

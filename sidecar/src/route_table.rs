@@ -27,7 +27,10 @@ pub struct Target<'r> {
 impl Route {
     /// Names on the target for `account`/`container` matched by this route.
     pub fn target<'r>(&'r self, account: &str, container: Option<&str>) -> Target<'r> {
-        let account = self.target_account.clone().unwrap_or_else(|| account.to_string());
+        let account = self
+            .target_account
+            .clone()
+            .unwrap_or_else(|| account.to_string());
         let container = container.map(|c| match (&self.matcher, &self.target_container) {
             (Some(ContainerMatch::Exact(_)), Some(new)) => new.clone(),
             (Some(ContainerMatch::Prefix(p)), Some(new)) => {
@@ -57,9 +60,7 @@ impl Route {
             (Some(ContainerMatch::Prefix(p)), Some(new)) => target_container
                 .strip_prefix(new.as_str())
                 .map(|rest| format!("{p}{rest}")),
-            (Some(ContainerMatch::Exact(c)), None) => {
-                (target_container == c).then(|| c.clone())
-            }
+            (Some(ContainerMatch::Exact(c)), None) => (target_container == c).then(|| c.clone()),
             (Some(ContainerMatch::Prefix(p)), None) => target_container
                 .starts_with(p.as_str())
                 .then(|| target_container.to_string()),
@@ -93,7 +94,10 @@ impl RouteTable {
                     continue;
                 }
             }
-            let label = spec.source.clone().unwrap_or_else(|| format!("routes[{i}]"));
+            let label = spec
+                .source
+                .clone()
+                .unwrap_or_else(|| format!("routes[{i}]"));
             let idx = out.routes.len();
             out.routes.push(Route {
                 account: spec.matcher.account.clone(),
@@ -104,7 +108,10 @@ impl RouteTable {
                 mode: spec.mode,
                 label,
             });
-            let entry = out.accounts.entry(spec.matcher.account.clone()).or_default();
+            let entry = out
+                .accounts
+                .entry(spec.matcher.account.clone())
+                .or_default();
             match &spec.matcher.container {
                 Some(ContainerMatch::Exact(c)) => {
                     entry.exact.entry(c.clone()).or_insert(idx);
@@ -116,7 +123,7 @@ impl RouteTable {
             }
         }
         for entry in out.accounts.values_mut() {
-            entry.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            entry.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         }
         out
     }
@@ -202,22 +209,34 @@ routes:
     fn most_specific_wins() {
         let t = table(YAML);
         let at = |c: Option<&str>| t.lookup("A", c).map(|r| r.target("A", c));
-        assert_eq!(at(Some("archive-2020")).map(|t| (t.cluster.to_string(), t.account, t.container)),
-            Some(("c".into(), "X".into(), Some("y2020".into()))));
-        assert_eq!(at(Some("archive-2021")).map(|t| (t.cluster.to_string(), t.container)),
-            Some(("b".into(), Some("old-2021".into()))));
-        assert_eq!(at(Some("archx")).map(|t| t.cluster.to_string()), Some("c".into()));
-        assert_eq!(at(Some("other")).map(|t| t.cluster.to_string()), Some("b".into()));
+        assert_eq!(
+            at(Some("archive-2020")).map(|t| (t.cluster.to_string(), t.account, t.container)),
+            Some(("c".into(), "X".into(), Some("y2020".into())))
+        );
+        assert_eq!(
+            at(Some("archive-2021")).map(|t| (t.cluster.to_string(), t.container)),
+            Some(("b".into(), Some("old-2021".into())))
+        );
+        assert_eq!(
+            at(Some("archx")).map(|t| t.cluster.to_string()),
+            Some("c".into())
+        );
+        assert_eq!(
+            at(Some("other")).map(|t| t.cluster.to_string()),
+            Some("b".into())
+        );
         assert_eq!(at(None).map(|t| t.cluster.to_string()), Some("b".into()));
         assert!(t.lookup("B", Some("archive-1")).is_none());
     }
 
     #[test]
     fn account_requests_need_an_account_wide_route() {
-        let t = table(r#"
+        let t = table(
+            r#"
 clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}]
 routes: [{match: {account: A, container: {exact: c}}, target: {cluster: b}}]
-"#);
+"#,
+        );
         assert!(t.lookup("A", None).is_none());
         assert!(t.lookup("A", Some("c")).is_some());
     }
@@ -225,20 +244,29 @@ routes: [{match: {account: A, container: {exact: c}}, target: {cluster: b}}]
     #[test]
     fn response_names_map_back() {
         let t = table(YAML);
-        assert_eq!(t.client_names("b", "A", "old-2021"), Some(("A".into(), "archive-2021".into())));
-        assert_eq!(t.client_names("c", "X", "y2020"), Some(("A".into(), "archive-2020".into())));
+        assert_eq!(
+            t.client_names("b", "A", "old-2021"),
+            Some(("A".into(), "archive-2021".into()))
+        );
+        assert_eq!(
+            t.client_names("c", "X", "y2020"),
+            Some(("A".into(), "archive-2020".into()))
+        );
         assert_eq!(t.client_names("c", "X", "other"), None);
     }
 
     #[test]
     fn selectors_pick_routes_for_this_pod() {
-        let t = RoutingTable::from_slice(br#"
+        let t = RoutingTable::from_slice(
+            br#"
 clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}]
 routes:
 - {match: {account: A}, target: {cluster: b}, proxySelector: {matchLabels: {zone: one}}}
 - {match: {account: B}, target: {cluster: b}, proxySelector: {matchLabels: {zone: two}}}
 - {match: {account: C}, target: {cluster: b}}
-"#).expect("valid");
+"#,
+        )
+        .expect("valid");
         let labels: BTreeMap<String, String> = [("zone".to_string(), "one".to_string())].into();
         let rt = RouteTable::new(&t, Some(&labels));
         assert!(rt.lookup("A", Some("x")).is_some());

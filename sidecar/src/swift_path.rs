@@ -145,15 +145,31 @@ mod tests {
         assert_eq!(parts("/v1/a/c"), Some((s("a"), Some(s("c")), false)));
         assert_eq!(parts("/v1/a/c/"), Some((s("a"), Some(s("c")), false)));
         assert_eq!(parts("/v1/a/c/o"), Some((s("a"), Some(s("c")), true)));
-        assert_eq!(parts("/v1/a/c/o/with/slashes/"), Some((s("a"), Some(s("c")), true)));
+        assert_eq!(
+            parts("/v1/a/c/o/with/slashes/"),
+            Some((s("a"), Some(s("c")), true))
+        );
         assert_eq!(parts("/v1/a//o"), Some((s("a"), None, false)));
         assert_eq!(parts("/v1.0/a/c"), Some((s("a"), Some(s("c")), false)));
-        assert_eq!(parts("/v1/AUTH_t%C3%A9st/c%20d/%E2%9C%93"), Some((s("AUTH_tést"), Some(s("c d")), true)));
+        assert_eq!(
+            parts("/v1/AUTH_t%C3%A9st/c%20d/%E2%9C%93"),
+            Some((s("AUTH_tést"), Some(s("c d")), true))
+        );
     }
 
     #[test]
     fn non_swift_paths_are_not_parsed() {
-        for p in ["/", "/v1", "/v1/", "/auth/v1.0", "/info", "/healthcheck", "/v2/a/c", "/v1/%FF/c", "v1/a"] {
+        for p in [
+            "/",
+            "/v1",
+            "/v1/",
+            "/auth/v1.0",
+            "/info",
+            "/healthcheck",
+            "/v2/a/c",
+            "/v1/%FF/c",
+            "v1/a",
+        ] {
             assert_eq!(SwiftPath::parse(p), None, "{p}");
         }
     }
@@ -162,7 +178,10 @@ mod tests {
     fn rewrite_keeps_untouched_bytes() {
         let p = SwiftPath::parse("/v1/AUTH_a/c%2Bd/o%20x/y?").expect("swift path");
         assert_eq!(p.rewrite(None, None), "/v1/AUTH_a/c%2Bd/o%20x/y?");
-        assert_eq!(p.rewrite(Some("AUTH_b"), Some("new c")), "/v1/AUTH_b/new%20c/o%20x/y?");
+        assert_eq!(
+            p.rewrite(Some("AUTH_b"), Some("new c")),
+            "/v1/AUTH_b/new%20c/o%20x/y?"
+        );
         let p = SwiftPath::parse("/v1/AUTH_a/").expect("swift path");
         assert_eq!(p.rewrite(Some("AUTH_b"), None), "/v1/AUTH_b/");
         let p = SwiftPath::parse("/v1/AUTH_a//o").expect("swift path");
@@ -173,6 +192,9 @@ mod tests {
     fn versions_containers_route_with_their_container() {
         let p = SwiftPath::parse("/v1/AUTH_a/%00versions%00docs/o").expect("swift path");
         assert_eq!(p.routing_container(), Some("docs"));
-        assert_eq!(p.rewrite(None, Some("docs2")), "/v1/AUTH_a/%00versions%00docs2/o");
+        assert_eq!(
+            p.rewrite(None, Some("docs2")),
+            "/v1/AUTH_a/%00versions%00docs2/o"
+        );
     }
 }

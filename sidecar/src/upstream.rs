@@ -188,8 +188,7 @@ impl Upstream {
                 .map_err(|e| UpstreamError::Build(e.to_string(), self.name.clone()))?;
             *req.headers_mut() = out.headers.clone();
             if out.endpoint_host {
-                req.headers_mut()
-                    .insert(HOST, endpoint.host_header.clone());
+                req.headers_mut().insert(HOST, endpoint.host_header.clone());
             }
             if let Some(gate) = gate.clone() {
                 hyper::ext::on_informational(&mut req, move |res| {
@@ -200,8 +199,7 @@ impl Upstream {
             }
             let mut response = std::pin::pin!(self.client.request(req));
             let result = loop {
-                let deadline =
-                    progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle);
+                let deadline = progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle);
                 tokio::select! {
                     r = &mut response => break Ok(r),
                     _ = tokio::time::sleep_until(deadline) => {

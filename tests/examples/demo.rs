@@ -14,8 +14,12 @@ fn step(text: &str) {
 }
 
 fn run_swift(auth_url: &str, args: &[&str]) -> String {
-    println!("$ swift -A {auth_url} -U test:tester -K testing {}", args.join(" "));
-    let out = swift_cli(auth_url, "test:tester", "testing", args).unwrap_or_else(|e| fail(&e.to_string()));
+    println!(
+        "$ swift -A {auth_url} -U test:tester -K testing {}",
+        args.join(" ")
+    );
+    let out = swift_cli(auth_url, "test:tester", "testing", args)
+        .unwrap_or_else(|e| fail(&e.to_string()));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     print!("{text}");
     if !out.status.success() {
@@ -48,7 +52,11 @@ fn main() {
     step("starting two Swift clusters on 127.0.0.1 (A = local, B = federated target)");
     let a = SwiftCluster::start("demo-a").unwrap_or_else(|e| fail(&e.to_string()));
     let b = SwiftCluster::start("demo-b").unwrap_or_else(|e| fail(&e.to_string()));
-    println!("cluster A proxy: {}\ncluster B proxy: {}", a.proxy_url(), b.proxy_url());
+    println!(
+        "cluster A proxy: {}\ncluster B proxy: {}",
+        a.proxy_url(),
+        b.proxy_url()
+    );
 
     step("writing the routing file (archive-* containers of AUTH_test live in B)");
     let template = std::fs::read_to_string(root.join("deploy/examples/routing-demo.yaml"))
@@ -61,11 +69,16 @@ fn main() {
 
     let port = free_port();
     let admin = free_port();
-    step(&format!("starting swiftfed-sidecar on 127.0.0.1:{port} in front of cluster A"));
+    step(&format!(
+        "starting swiftfed-sidecar on 127.0.0.1:{port} in front of cluster A"
+    ));
     let log_path = dir.join("sidecar.log");
     let log = std::fs::File::create(&log_path).unwrap_or_else(|e| fail(&e.to_string()));
     let log_err = log.try_clone().unwrap_or_else(|e| fail(&e.to_string()));
-    println!("sidecar log (one access line per request): {}", log_path.display());
+    println!(
+        "sidecar log (one access line per request): {}",
+        log_path.display()
+    );
     let child = Command::new(&sidecar_bin)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--upstream", &format!("127.0.0.1:{}", a.proxy_port())])
@@ -94,8 +107,14 @@ fn main() {
     let file = file.to_str().unwrap_or_else(|| fail("non-UTF-8 path"));
 
     step("python-swiftclient talks only to the sidecar: upload to a local and a routed container");
-    run_swift(&via, &["upload", "photos", file, "--object-name", "hello.txt"]);
-    run_swift(&via, &["upload", "archive-2024", file, "--object-name", "hello.txt"]);
+    run_swift(
+        &via,
+        &["upload", "photos", file, "--object-name", "hello.txt"],
+    );
+    run_swift(
+        &via,
+        &["upload", "archive-2024", file, "--object-name", "hello.txt"],
+    );
     run_swift(&via, &["list", "archive-2024"]);
     run_swift(&via, &["stat", "archive-2024", "hello.txt"]);
 

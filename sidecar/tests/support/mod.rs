@@ -55,7 +55,10 @@ impl Sidecar {
         let admin_port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swiftfed-sidecar"));
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &format!("127.0.0.1:{}", options.upstream_port)])
+            .args([
+                "--upstream",
+                &format!("127.0.0.1:{}", options.upstream_port),
+            ])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--admin-token-file")
             .arg(&token_path)
@@ -164,11 +167,7 @@ impl Sidecar {
         self.metrics()
             .lines()
             .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                l.split(['{', ' '])
-                    .next()
-                    .is_some_and(|n| n == name)
-            })
+            .filter(|l| l.split(['{', ' ']).next().is_some_and(|n| n == name))
             .filter(|l| {
                 labels
                     .iter()
@@ -202,7 +201,10 @@ impl Sidecar {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "sidecar did not exit within {budget:?}");
+            assert!(
+                Instant::now() < deadline,
+                "sidecar did not exit within {budget:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -247,14 +249,26 @@ pub fn auth_via(sidecar: &Sidecar, user: (&str, &str)) -> (String, String) {
         b"",
     )
     .expect("auth through sidecar");
-    assert_eq!(r.status / 100, 2, "auth via sidecar: {} {}", r.status, r.body_text());
+    assert_eq!(
+        r.status / 100,
+        2,
+        "auth via sidecar: {} {}",
+        r.status,
+        r.body_text()
+    );
     (
         r.header("x-storage-url").expect("storage url").to_string(),
         r.header("x-auth-token").expect("token").to_string(),
     )
 }
 
-pub fn req(method: &str, url: &str, token: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+pub fn req(
+    method: &str,
+    url: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut all = vec![("X-Auth-Token", token)];
     all.extend_from_slice(headers);
     http_request(method, url, &all, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
@@ -262,7 +276,11 @@ pub fn req(method: &str, url: &str, token: &str, headers: &[(&str, &str)], body:
 
 /// A routing table whose cluster `b` uses the sidecar's own tempauth credentials on `b`
 /// (`test:sidecar`, an admin of AUTH_test there).
-pub fn routing_credentials(revision: u64, b: &swiftfed_tests::SwiftCluster, routes: &[&str]) -> String {
+pub fn routing_credentials(
+    revision: u64,
+    b: &swiftfed_tests::SwiftCluster,
+    routes: &[&str],
+) -> String {
     format!(
         "revision: {revision}\nclusters:\n- name: b\n  endpoints: [\"{}\"]\n  auth: {{mode: Credentials, credentials: {{type: tempauth, authUrl: \"{}\", user: \"test:sidecar\", key: \"sidecar-key\"}}}}\n  timeouts: {{connect: 1s, firstByte: 30s, idle: 30s}}\nroutes:\n{}\n",
         b.proxy_url(),
