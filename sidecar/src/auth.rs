@@ -47,6 +47,40 @@ impl Access {
     }
 }
 
+/// The (account, access) pairs the local cluster must authorize before a request is forwarded
+/// with the sidecar's own credentials: the request's account by method, plus every account a
+/// header makes it read from or write to. Names that do not decode are left to Swift to refuse.
+pub fn required_checks(
+    method: &Method,
+    headers: &http::HeaderMap,
+    account: &str,
+) -> Vec<(String, Access)> {
+    let named = |header: &str| {
+        headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::swift_path::decode)
+    };
+    let mut checks = vec![(account.to_string(), Access::of(method))];
+    if method.as_str() == "COPY" {
+        // COPY reads the request's object and writes the destination.
+        checks[0].1 = Access::Read;
+        let dest = named("destination-account").unwrap_or_else(|| account.to_string());
+        checks.push((dest, Access::Write));
+    }
+    if headers.contains_key("x-copy-from") {
+        let source = named("x-copy-from-account").unwrap_or_else(|| account.to_string());
+        checks.push((source, Access::Read));
+    }
+    let mut unique = Vec::new();
+    for check in checks {
+        if !unique.contains(&check) {
+            unique.push(check);
+        }
+    }
+    unique
+}
+
 /// Outcome of the local authorization check.
 #[derive(Debug)]
 pub enum Verdict {
@@ -167,6 +201,61 @@ impl LocalAuthorizer {
                 "local authorization check answered {other}, expected 404, 401 or 403"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_account_a_request_touches_is_checked() {
+        let get = required_checks(&Method::GET, &headers(&[]), "A");
+        assert_eq!(get, vec![("A".to_string(), Access::Read)]);
+        let copy = required_checks(
+            &Method::from_bytes(b"COPY").expect("method"),
+            &headers(&[("destination", "c/o"), ("destination-account", "B")]),
+            "A",
+        );
+        assert_eq!(
+            copy,
+            vec![
+                ("A".to_string(), Access::Read),
+                ("B".to_string(), Access::Write)
+            ]
+        );
+        let put = required_checks(
+            &Method::PUT,
+            &headers(&[("x-copy-from", "c/o"), ("x-copy-from-account", "C%20D")]),
+            "A",
+        );
+        assert_eq!(
+            put,
+            vec![
+                ("A".to_string(), Access::Write),
+                ("C D".to_string(), Access::Read)
+            ]
+        );
+        let same = required_checks(&Method::PUT, &headers(&[("x-copy-from", "c/o")]), "A");
+        assert_eq!(
+            same,
+            vec![
+                ("A".to_string(), Access::Write),
+                ("A".to_string(), Access::Read)
+            ]
+        );
     }
 }
 

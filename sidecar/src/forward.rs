@@ -202,37 +202,7 @@ async fn route_and_send(
                 parts.method
             )));
         }
-        let verdict = state
-            .authorizer
-            .check(&state.local, &client_headers, &path.account, access)
-            .await;
-        let result = match &verdict {
-            Verdict::Allowed => "allowed",
-            Verdict::Denied { .. } => "denied",
-            Verdict::Unavailable(_) => "unavailable",
-        };
-        state
-            .metrics
-            .authz_checks
-            .get_or_create(&crate::metrics::ResultLabels {
-                result: result.into(),
-            })
-            .inc();
-        match verdict {
-            Verdict::Allowed => {}
-            Verdict::Denied {
-                status,
-                headers,
-                body,
-            } => {
-                let mut r = Response::new(body::full(body));
-                *r.status_mut() = status;
-                *r.headers_mut() = headers;
-                strip_hop_by_hop(r.headers_mut());
-                return Err(Refusal::Denied(r));
-            }
-            Verdict::Unavailable(reason) => return Err(Refusal::Unavailable(reason)),
-        }
+        authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
         auth::strip_client_auth(&mut headers);
         let token = tokens
             .token()
@@ -293,6 +263,50 @@ async fn route_and_send(
         );
     }
     Ok(response)
+}
+
+/// Every account the request touches must be authorized locally: its own (read or write by
+/// method) and those named in headers (a copy's source is read, a COPY's destination written).
+async fn authorize_locally(
+    state: &State,
+    client_headers: &HeaderMap,
+    account: &str,
+    method: &Method,
+) -> Result<(), Refusal> {
+    for (account, access) in auth::required_checks(method, client_headers, account) {
+        let verdict = state
+            .authorizer
+            .check(&state.local, client_headers, &account, access)
+            .await;
+        let result = match &verdict {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied { .. } => "denied",
+            Verdict::Unavailable(_) => "unavailable",
+        };
+        state
+            .metrics
+            .authz_checks
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Denied {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = Response::new(body::full(body));
+                *r.status_mut() = status;
+                *r.headers_mut() = headers;
+                strip_hop_by_hop(r.headers_mut());
+                return Err(Refusal::Denied(r));
+            }
+            Verdict::Unavailable(reason) => return Err(Refusal::Unavailable(reason)),
+        }
+    }
+    Ok(())
 }
 
 fn response_status(r: &ProxyResponse) -> Option<StatusCode> {
