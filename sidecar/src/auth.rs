@@ -26,6 +26,50 @@ use crate::body::{self, BodySlot};
 use crate::swift_path::encode_segment;
 use crate::upstream::{Outgoing, Upstream};
 
+/// Metadata header for the owner check: a name of over 1 000 bytes, which Swift refuses.
+fn owner_probe_header() -> String {
+    format!("x-account-meta-swiftfed-owner-probe-{}", "x".repeat(1000))
+}
+
+/// Headers Swift shows and accepts only for the account's owner (`swift_owner_headers` in
+/// Swift's proxy): a client that is not an owner locally must neither set nor see them through
+/// the sidecar's owner-level credentials.
+pub const OWNER_HEADERS: [&str; 9] = [
+    "x-container-read",
+    "x-container-write",
+    "x-container-sync-key",
+    "x-container-sync-to",
+    "x-account-meta-temp-url-key",
+    "x-account-meta-temp-url-key-2",
+    "x-container-meta-temp-url-key",
+    "x-container-meta-temp-url-key-2",
+    "x-account-access-control",
+];
+
+/// `X-Remove-<name>` is Swift's way to clear `X-<name>`: it counts as the header itself.
+fn is_owner_header(name: &str) -> bool {
+    let plain = match name.strip_prefix("x-remove-") {
+        Some(rest) => format!("x-{rest}"),
+        None => name.to_string(),
+    };
+    OWNER_HEADERS.contains(&plain.as_str())
+}
+
+pub fn has_owner_headers(headers: &http::HeaderMap) -> bool {
+    headers.keys().any(|k| is_owner_header(k.as_str()))
+}
+
+pub fn strip_owner_headers(headers: &mut http::HeaderMap) {
+    let owned: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| is_owner_header(k.as_str()))
+        .cloned()
+        .collect();
+    for name in owned {
+        headers.remove(name);
+    }
+}
+
 /// Container name for the local check: far over Swift's maximum container name length (256 by
 /// default; raised limits stay well below this), so it can never exist.
 fn probe_container() -> String {
@@ -36,6 +80,8 @@ fn probe_container() -> String {
 pub enum Access {
     Read,
     Write,
+    /// Swift's `swift_owner`: may see and set owner-only headers (ACLs, temp URL keys, sync).
+    Owner,
 }
 
 impl Access {
@@ -67,6 +113,11 @@ pub fn required_checks(
         checks[0].1 = Access::Read;
         let dest = named("destination-account").unwrap_or_else(|| account.to_string());
         checks.push((dest, Access::Write));
+    }
+    if let Some(target) = named("x-symlink-target-account") {
+        // A symlink into another account is followed later with the sidecar's rights: whoever
+        // creates it must be able to read there.
+        checks.push((target, Access::Read));
     }
     if headers.contains_key("x-copy-from") {
         let source = named("x-copy-from-account").unwrap_or_else(|| account.to_string());
@@ -129,21 +180,26 @@ impl LocalAuthorizer {
                 }
             }
         }
+        let account_path = format!("/v1/{}", encode_segment(account));
+        let mut headers = http::HeaderMap::new();
         let (method, path) = match access {
             Access::Read => (
                 Method::HEAD,
-                format!("/v1/{}/{}", encode_segment(account), probe_container()),
+                format!("{account_path}/{}", probe_container()),
             ),
             Access::Write => (
                 Method::DELETE,
-                format!(
-                    "/v1/{}/{}/swiftfed-authz-probe",
-                    encode_segment(account),
-                    probe_container()
-                ),
+                format!("{account_path}/{}/swiftfed-authz-probe", probe_container()),
             ),
+            // Account POST is authorized for owners only; the metadata name is far over
+            // Swift's 128-byte limit, so an owner's POST is refused with 400 before any write.
+            Access::Owner => {
+                if let Ok(name) = http::HeaderName::from_bytes(owner_probe_header().as_bytes()) {
+                    headers.insert(name, HeaderValue::from_static("1"));
+                }
+                (Method::POST, account_path)
+            }
         };
-        let mut headers = http::HeaderMap::new();
         for name in [
             "x-auth-token",
             "x-storage-token",
@@ -167,8 +223,12 @@ impl LocalAuthorizer {
             Err(e) => return Verdict::Unavailable(format!("local authorization check: {e}")),
         };
         let status = response.status();
+        let authorized = match access {
+            Access::Read | Access::Write => status == StatusCode::NOT_FOUND,
+            Access::Owner => status == StatusCode::BAD_REQUEST,
+        };
         match status {
-            StatusCode::NOT_FOUND => {
+            _ if authorized => {
                 if let Some(key) = key {
                     if let Ok(mut cache) = self.cache.lock() {
                         if cache.len() >= CACHE_MAX {
@@ -326,10 +386,21 @@ impl TokenSource {
         if let Some(t) = self.valid() {
             return Ok(t);
         }
+        let previous = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(t, _)| t.clone()));
         let (token, life) = self.fetch().await?;
-        let refresh_at = Instant::now() + life.mul_f64(0.8);
+        // tempauth hands out the same token until it expires: asking again early only helps
+        // for a new token, so a repeated one is kept to its end (a 401 then renews it).
+        let refresh_in = if previous.as_ref() == Some(&token) {
+            life
+        } else {
+            life.mul_f64(0.8)
+        };
         if let Ok(mut current) = self.current.lock() {
-            *current = Some((token.clone(), refresh_at));
+            *current = Some((token.clone(), Instant::now() + refresh_in));
         }
         Ok(token)
     }
@@ -375,10 +446,15 @@ impl TokenSource {
         let life = resp
             .headers()
             .get("x-auth-token-expires")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    // Unparsable or zero: already expired; use it once, renew on next request.
+                    .map_or(Duration::ZERO, Duration::from_secs_f64)
+            })
+            // No expiry announced: renew every five minutes.
             .unwrap_or(Duration::from_secs(300));
         Ok((token, life))
     }

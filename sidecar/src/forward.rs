@@ -190,19 +190,30 @@ async fn route_and_send(
         account: &target.account,
     };
     let client_headers = headers.clone();
+    let credentials = cluster.tokens.as_ref();
+    // With the sidecar's own credentials, nothing about the request is acted on (not even an
+    // error naming routes) before the local cluster has authorized the client.
+    if credentials.is_some() {
+        authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
+    }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
 
-    let access = Access::of(&parts.method);
     let mut sidecar_token = None;
-    if let Some(tokens) = &cluster.tokens {
-        if path.container.is_none() && access == Access::Write {
+    let mut upstream_expect = expect_continue;
+    if let Some(tokens) = credentials {
+        if path.container.is_none() && Access::of(&parts.method) == Access::Write {
             return Err(Refusal::Forbidden(format!(
                 "account-level {} on a federated account is not forwarded with Credentials auth",
                 parts.method
             )));
         }
-        authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
+        if auth::has_owner_headers(&headers)
+            && !is_owner(state, &client_headers, &path.account).await
+        {
+            // Swift ignores these from non-owners; so must the owner-level sidecar token.
+            auth::strip_owner_headers(&mut headers);
+        }
         auth::strip_client_auth(&mut headers);
         let token = tokens
             .token()
@@ -210,6 +221,12 @@ async fn route_and_send(
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         headers.insert("x-auth-token", token.clone());
         sidecar_token = Some(token);
+        // Hold the body until the target accepts the token, so a refused token can be renewed
+        // and the request retried with the body intact.
+        if !body.is_end_stream() && !upstream_expect {
+            headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+            upstream_expect = true;
+        }
     }
 
     let out = Outgoing {
@@ -217,13 +234,13 @@ async fn route_and_send(
         path_and_query: with_query(target_path),
         headers,
         endpoint_host: true,
-        expect_continue,
+        expect_continue: upstream_expect,
     };
     let mut response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
 
     // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
     // again, only when nothing of the body was sent.
-    if let (Some(token), Some(tokens)) = (&sidecar_token, &cluster.tokens) {
+    if let (Some(token), Some(tokens)) = (&sidecar_token, credentials) {
         if response_status(&response) == Some(StatusCode::UNAUTHORIZED) && !body.touched() {
             tokens.invalidate(token);
             let fresh = tokens
@@ -233,6 +250,25 @@ async fn route_and_send(
             let mut out = out;
             out.headers.insert("x-auth-token", fresh);
             response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
+        }
+    }
+
+    if credentials.is_some() {
+        if let ProxyResponse::Upstream { response, .. } = &mut response {
+            // A symlink the target followed into another account: the client must be allowed
+            // to read there, locally, before it sees a byte.
+            if let Some(account) =
+                followed_account(response.headers(), &active.routes, &route.cluster)
+            {
+                if account != path.account {
+                    authorize_locally(state, &client_headers, &account, &Method::GET).await?;
+                }
+            }
+            if auth::has_owner_headers(response.headers())
+                && !is_owner(state, &client_headers, &path.account).await
+            {
+                auth::strip_owner_headers(response.headers_mut());
+            }
         }
     }
 
@@ -263,6 +299,35 @@ async fn route_and_send(
         );
     }
     Ok(response)
+}
+
+/// Whether the local cluster treats the client as the account's owner (cached like the other
+/// checks). Any doubt counts as "not an owner".
+async fn is_owner(state: &State, client_headers: &HeaderMap, account: &str) -> bool {
+    matches!(
+        state
+            .authorizer
+            .check(&state.local, client_headers, account, Access::Owner)
+            .await,
+        Verdict::Allowed
+    )
+}
+
+/// The client-side account of the object a target followed a symlink to (`Content-Location`).
+fn followed_account(
+    headers: &HeaderMap,
+    routes: &crate::route_table::RouteTable,
+    cluster: &str,
+) -> Option<String> {
+    let location = headers.get(header::CONTENT_LOCATION)?.to_str().ok()?;
+    let path = SwiftPath::parse(location)?;
+    let container = path.container.as_deref()?;
+    Some(
+        routes
+            .client_names(cluster, &path.account, container)
+            .map(|(account, _)| account)
+            .unwrap_or(path.account),
+    )
 }
 
 /// Every account the request touches must be authorized locally: its own (read or write by
