@@ -99,7 +99,26 @@ fn set_acl(c: &SwiftCluster, admin: &Who, acl: &str) {
 fn tempauth_status_codes_and_traces() {
     let c = SwiftCluster::start("facts").unwrap();
     let who = users(&c);
-    let long = format!("/v1/AUTH_test/{}", "L".repeat(300)); // > max_container_name_length (256)
+    // The sidecar's probe container name (sidecar/src/auth.rs): far over
+    // max_container_name_length (256).
+    let long = format!("/v1/AUTH_test/swiftfed-authz-probe-{}", "x".repeat(1100));
+    // The sidecar's owner probe: an account POST with a metadata name far over 128 bytes.
+    let owner_probe = format!("x-account-meta-swiftfed-owner-probe-{}", "x".repeat(1000));
+    let owner = |who: &[Who], want: Row| {
+        let before = files(c.dir());
+        let mut got = [0; 4];
+        for i in [3, 2, 1, 0] {
+            let mut headers = vec![(owner_probe.as_str(), "1")];
+            if let Some(t) = &who[i].token {
+                headers.push(("X-Auth-Token", t.as_str()));
+            }
+            got[i] = http_request("POST", &c.storage_url("AUTH_test"), &headers, b"")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .status;
+        }
+        assert_eq!(got, want, "owner probe");
+        assert_eq!(before, files(c.dir()), "owner probe left a trace");
+    };
 
     // a never-written account answers 200, a written one 204
     assert_eq!(status(&c, "HEAD", "/v1/AUTH_test", &who[0]), 200);
@@ -131,6 +150,7 @@ fn tempauth_status_codes_and_traces() {
         [404, 403, 401, 403],
     );
     check(&c, &who, "PUT", &long, [400, 403, 401, 403]); // length checked after authz
+    owner(&who, [400, 403, 401, 403]); // metadata checked after authz, owners only
 
     set_acl(&c, &who[0], r#"{"read-only":["test:tester2"]}"#);
     check(&c, &who, "HEAD", &long, [404, 404, 401, 403]);
@@ -156,7 +176,10 @@ fn tempauth_status_codes_and_traces() {
         [404, 404, 401, 403],
     );
 
+    owner(&who, [400, 403, 401, 403]);
+
     set_acl(&c, &who[0], r#"{"read-write":["test:tester2"]}"#);
+    owner(&who, [400, 403, 401, 403]); // read-write is not ownership
     check(&c, &who, "HEAD", &long, [404, 404, 401, 403]);
     check(
         &c,
@@ -173,6 +196,9 @@ fn tempauth_status_codes_and_traces() {
         "/v1/AUTH_test/nonexistent/x",
         [404, 404, 401, 403],
     );
+
+    set_acl(&c, &who[0], r#"{"admin":["test:tester2"]}"#);
+    owner(&who, [400, 400, 401, 403]); // an admin ACL makes an owner
 
     // Trace: DELETE of a missing object in an existing container answers 404
     // yet writes a tombstone (.ts) and a deleted row for the container DB.
