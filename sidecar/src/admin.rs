@@ -177,9 +177,16 @@ impl Admin {
             Err(e) => {
                 self.state.metrics.reload_failures.inc();
                 tracing::warn!(source = "admin", error = %e, "routing table refused");
+                let errors = match &e {
+                    ApplyError::Invalid(errors) => json!(errors),
+                    ApplyError::Unsupported { field, reason } => {
+                        json!([{"field": field, "reason": reason}])
+                    }
+                    ApplyError::Stale { .. } => json!([]),
+                };
                 json_response(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({"error": e.to_string(), "errors": []}),
+                    json!({"error": e.to_string(), "errors": errors}),
                 )
             }
         }

@@ -50,17 +50,17 @@ impl ConfigFile {
     /// Reloads on change and on SIGHUP until the process ends.
     pub fn spawn(self, state: Arc<State>, mut last: Option<Vec<u8>>) {
         let (hup_tx, mut hup_rx) = mpsc::channel::<()>(1);
-        tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                tracing::warn!("cannot listen for SIGHUP");
-                return;
-            };
-            while hup.recv().await.is_some() {
-                let _ = hup_tx.try_send(());
+        // Registered before returning, so a SIGHUP right after start reloads rather than kills.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = hup_tx.try_send(());
+                    }
+                });
             }
-        });
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+        }
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(self.poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

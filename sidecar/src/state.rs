@@ -39,8 +39,8 @@ pub enum ApplyError {
     Stale { current: u64, offered: u64 },
     #[error("{0}")]
     Invalid(#[from] ValidationErrors),
-    #[error("cluster {cluster}: {reason}")]
-    Unsupported { cluster: String, reason: String },
+    #[error("{field}: {reason}")]
+    Unsupported { field: String, reason: String },
 }
 
 pub struct State {
@@ -109,7 +109,7 @@ impl State {
         }
         table.validate()?;
         let mut clusters = HashMap::new();
-        for spec in &table.clusters {
+        for (i, spec) in table.clusters.iter().enumerate() {
             // Unchanged clusters keep their connection pools and tokens.
             if let Some(existing) = current.clusters.get(&spec.name) {
                 if existing.spec == *spec {
@@ -117,7 +117,7 @@ impl State {
                     continue;
                 }
             }
-            clusters.insert(spec.name.clone(), Arc::new(self.cluster_runtime(spec)?));
+            clusters.insert(spec.name.clone(), Arc::new(self.cluster_runtime(i, spec)?));
         }
         let routes = RouteTable::new(&table, self.pod_labels.as_ref());
         let revision = table.revision;
@@ -135,18 +135,27 @@ impl State {
         Ok(revision)
     }
 
-    fn cluster_runtime(&self, spec: &ClusterSpec) -> Result<ClusterRuntime, ApplyError> {
-        let unsupported = |reason: String| ApplyError::Unsupported {
-            cluster: spec.name.clone(),
-            reason,
+    fn cluster_runtime(
+        &self,
+        index: usize,
+        spec: &ClusterSpec,
+    ) -> Result<ClusterRuntime, ApplyError> {
+        let unsupported = |field: &str, reason: String| ApplyError::Unsupported {
+            field: format!("clusters[{index}].{field}"),
+            reason: format!("cluster {:?}: {reason}", spec.name),
         };
-        let timeouts = spec.timeouts.parse().map_err(unsupported)?;
+        let timeouts = spec
+            .timeouts
+            .parse()
+            .map_err(|e| unsupported("timeouts", e))?;
         if spec.tls.is_some() {
             return Err(unsupported(
+                "tls",
                 "tls settings are not supported by this sidecar build yet".into(),
             ));
         }
-        let upstream = Upstream::new(&spec.name, &spec.endpoints, timeouts).map_err(unsupported)?;
+        let upstream = Upstream::new(&spec.name, &spec.endpoints, timeouts)
+            .map_err(|e| unsupported("endpoints", e))?;
         let tokens = match &spec.auth {
             AuthSpec::Passthrough => None,
             AuthSpec::Credentials {
@@ -159,6 +168,7 @@ impl State {
             } => {
                 if !auth_url.starts_with("http://") {
                     return Err(unsupported(
+                        "auth.credentials.authUrl",
                         "https auth URLs are not supported by this sidecar build yet".into(),
                     ));
                 }

@@ -157,11 +157,12 @@ impl Upstream {
         })
     }
 
-    /// Healthy endpoints in configured order, then the ones recently down (last resort).
-    fn order(&self) -> impl Iterator<Item = &Endpoint> {
-        let up = self.endpoints.iter().filter(|e| !e.is_down());
-        let down = self.endpoints.iter().filter(|e| e.is_down());
-        up.chain(down)
+    /// Healthy endpoints in configured order, then the ones recently down (last resort). Taken
+    /// once per request, so an endpoint that fails during it is not tried again.
+    fn order(&self) -> Vec<&Endpoint> {
+        let (up, down): (Vec<&Endpoint>, Vec<&Endpoint>) =
+            self.endpoints.iter().partition(|e| !e.is_down());
+        up.into_iter().chain(down).collect()
     }
 
     /// Sends the request to the first endpoint that accepts a connection. A request whose body
