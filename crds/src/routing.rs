@@ -37,16 +37,26 @@ pub struct ClusterSpec {
     pub timeouts: TimeoutsSpec,
 }
 
-/// TLS toward a target cluster's `https://` endpoints.
+/// TLS toward a target cluster's `https://` endpoints (and an `https://` auth URL). TLS 1.2 and
+/// 1.3 only.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsSpec {
-    /// PEM bundle of the CAs to trust; system roots when absent.
+    /// PEM bundle of the CAs to trust, instead of the system roots; system roots when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
     /// Name to send as SNI and to verify the certificate against; the endpoint's host when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// Client certificate chain (PEM, leaf first) presented when the target asks for one (mTLS).
+    /// Requires `clientKeyPem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_pem: Option<String>,
+    /// Private key of `clientCertPem` (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_pem: Option<Secret>,
+    /// Accept any certificate (no verification at all). Only for tests; logged as a warning
+    /// whenever a table containing it is applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
 }
@@ -104,7 +114,8 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeoutsSpec {
-    /// Establishing a TCP connection to one endpoint.
+    /// Establishing a connection to one endpoint: the TCP connect, then (`https://`) the TLS
+    /// handshake, each within this time.
     #[serde(default = "defaults::connect")]
     pub connect: String,
     /// From the end of the request body to the response headers.
@@ -239,6 +250,7 @@ pub struct TargetSpec {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 pub enum RouteMode {
     /// Everything goes to the target.
     #[default]
@@ -292,6 +304,9 @@ impl RoutingTable {
     pub fn redacted(&self) -> RoutingTable {
         let mut table = self.clone();
         for cluster in &mut table.clusters {
+            if let Some(key) = cluster.tls.as_mut().and_then(|t| t.client_key_pem.as_mut()) {
+                *key = Secret::new(Secret::REDACTED);
+            }
             if let AuthSpec::Credentials {
                 credentials: CredentialsSpec::Tempauth { key, .. },
             } = &mut cluster.auth
@@ -370,6 +385,30 @@ routes:
             RoutingTable::from_slice(wire.as_bytes()).expect("valid"),
             table
         );
+    }
+
+    #[test]
+    fn client_key_stays_out_of_debug_and_redacted_view() {
+        let table = RoutingTable {
+            clusters: vec![ClusterSpec {
+                name: "b".into(),
+                endpoints: vec!["https://127.0.0.1:8443".into()],
+                tls: Some(TlsSpec {
+                    client_cert_pem: Some("cert".into()),
+                    client_key_pem: Some(Secret::new("very-private-key-bytes")),
+                    ..TlsSpec::default()
+                }),
+                auth: AuthSpec::default(),
+                timeouts: TimeoutsSpec::default(),
+            }],
+            ..RoutingTable::default()
+        };
+        assert!(!format!("{table:?}").contains("very-private-key-bytes"));
+        let shown = serde_json::to_string(&table.redacted()).expect("serializes");
+        assert!(!shown.contains("very-private-key-bytes"), "{shown}");
+        assert!(shown.contains("\"clientKeyPem\":\"<redacted>\""), "{shown}");
+        let wire = serde_json::to_string(&table).expect("serializes");
+        assert!(wire.contains("very-private-key-bytes"));
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! Renders a namespace's ClusterFederations into one routing table (the sidecar wire format).
+//!
+//! Pure: Secrets come in as a lookup, so the same code serves the controller and the offline
+//! `render` command. A federation whose spec cannot be rendered (missing Secret, a route the
+//! table validation refuses) is left out whole and reported; a match claimed by two
+//! federations stays with the older one and the newer is reported in conflict.
+
+use std::collections::{BTreeMap, HashMap};
+
+use swiftfed_crds::federation::{AuthMode, ClusterFederation, ContainerMatch};
+use swiftfed_crds::routing::{
+    self, AuthSpec, ClusterSpec, CredentialsSpec, MatchSpec, RouteSpec, RoutingTable, Secret,
+    TargetSpec, TimeoutsSpec, TlsSpec,
+};
+
+/// The data of the namespace's Secrets, by name.
+pub type SecretData = HashMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// Keys of a `Credentials` Secret.
+pub const CREDENTIAL_KEYS: [&str; 3] = ["authUrl", "user", "key"];
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Reasons the federation was left out (InvalidSpec).
+    pub invalid: Vec<String>,
+    /// Matches another (older) federation keeps (Conflict).
+    pub conflicts: Vec<String>,
+    /// Secrets the federation references (to watch them).
+    pub secrets: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// Revision 0: the caller assigns the revision.
+    pub table: RoutingTable,
+    /// SHA-256 of the table's canonical JSON without its revision.
+    pub hash: String,
+    /// By federation name.
+    pub outcomes: BTreeMap<String, Outcome>,
+}
+
+/// Cluster names are namespaced by federation in the table: two federations may both call a
+/// cluster `dr`.
+pub fn table_cluster_name(federation: &str, cluster: &str) -> String {
+    format!("{federation}/{cluster}")
+}
+
+pub fn render(
+    namespace: &str,
+    federations: &[ClusterFederation],
+    secrets: &SecretData,
+) -> Rendered {
+    let mut ordered: Vec<&ClusterFederation> = federations
+        .iter()
+        .filter(|f| f.metadata.deletion_timestamp.is_none())
+        .collect();
+    // Older first: the older federation keeps a contested match.
+    ordered.sort_by(|a, b| {
+        (
+            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            a.metadata.name.as_deref(),
+        )
+            .cmp(&(
+                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                b.metadata.name.as_deref(),
+            ))
+    });
+    let mut table = RoutingTable::default();
+    let mut outcomes = BTreeMap::new();
+    let mut claimed: HashMap<(String, Option<routing::ContainerMatch>, String), String> =
+        HashMap::new();
+    for federation in ordered {
+        let name = federation.metadata.name.clone().unwrap_or_default();
+        let mut outcome = Outcome::default();
+        let part = render_one(namespace, &name, federation, secrets, &mut outcome);
+        if let Some(part) = part {
+            if let Err(errors) = part.validate() {
+                outcome.invalid.push(errors.to_string());
+            } else {
+                let RoutingTable {
+                    clusters, routes, ..
+                } = part;
+                table.clusters.extend(clusters);
+                for route in routes {
+                    let selector = route
+                        .proxy_selector
+                        .as_ref()
+                        .map(|s| format!("{:?}", s.match_labels))
+                        .unwrap_or_default();
+                    let key = (
+                        route.matcher.account.clone(),
+                        route.matcher.container.clone(),
+                        selector,
+                    );
+                    match claimed.get(&key) {
+                        Some(owner) => outcome.conflicts.push(format!(
+                            "{} is routed by the older federation {owner}",
+                            describe_match(&route.matcher)
+                        )),
+                        None => {
+                            claimed.insert(key, name.clone());
+                            table.routes.push(route);
+                        }
+                    }
+                }
+            }
+        }
+        outcomes.insert(name, outcome);
+    }
+    // Clusters no route uses any more stay out of the table.
+    table
+        .clusters
+        .retain(|c| table.routes.iter().any(|r| r.target.cluster == c.name));
+    let hash = content_hash(&table);
+    Rendered {
+        table,
+        hash,
+        outcomes,
+    }
+}
+
+fn describe_match(m: &MatchSpec) -> String {
+    match &m.container {
+        None => format!("account {}", m.account),
+        Some(routing::ContainerMatch::Exact(c)) => format!("container {}/{c}", m.account),
+        Some(routing::ContainerMatch::Prefix(p)) => format!("prefix {}/{p}*", m.account),
+    }
+}
+
+fn secret_value(
+    secrets: &SecretData,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    outcome: &mut Outcome,
+) -> Option<String> {
+    if !outcome.secrets.iter().any(|s| s == name) {
+        outcome.secrets.push(name.to_string());
+    }
+    let Some(data) = secrets.get(name) else {
+        outcome
+            .invalid
+            .push(format!("Secret {namespace}/{name} not found"));
+        return None;
+    };
+    let Some(value) = data.get(key) else {
+        outcome
+            .invalid
+            .push(format!("Secret {namespace}/{name} has no key {key:?}"));
+        return None;
+    };
+    match String::from_utf8(value.clone()) {
+        Ok(v) => Some(v.trim_end_matches(['\r', '\n']).to_string()),
+        Err(_) => {
+            outcome.invalid.push(format!(
+                "Secret {namespace}/{name} key {key:?} is not UTF-8 text"
+            ));
+            None
+        }
+    }
+}
+
+fn render_one(
+    namespace: &str,
+    name: &str,
+    federation: &ClusterFederation,
+    secrets: &SecretData,
+    outcome: &mut Outcome,
+) -> Option<RoutingTable> {
+    let spec = &federation.spec;
+    let mut table = RoutingTable::default();
+    for cluster in &spec.clusters {
+        let auth = match cluster.auth.mode {
+            AuthMode::Passthrough => AuthSpec::Passthrough,
+            AuthMode::Credentials => match &cluster.auth.credentials_secret_ref {
+                None => {
+                    outcome.invalid.push(format!(
+                        "clusters[{}] uses Credentials but has no credentialsSecretRef",
+                        cluster.name
+                    ));
+                    AuthSpec::Passthrough
+                }
+                Some(r) => {
+                    let mut get =
+                        |key: &str| secret_value(secrets, namespace, &r.name, key, outcome);
+                    let (auth_url, user, key) = (get("authUrl"), get("user"), get("key"));
+                    AuthSpec::Credentials {
+                        credentials: CredentialsSpec::Tempauth {
+                            auth_url: auth_url.unwrap_or_default(),
+                            user: user.unwrap_or_default(),
+                            key: Secret::new(key.unwrap_or_default()),
+                        },
+                    }
+                }
+            },
+        };
+        let tls = cluster.tls.as_ref().map(|t| TlsSpec {
+            ca_pem: t
+                .ca_secret_ref
+                .as_ref()
+                .and_then(|r| secret_value(secrets, namespace, &r.name, &r.key, outcome)),
+            server_name: t.server_name.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+            ..TlsSpec::default()
+        });
+        let mut timeouts = TimeoutsSpec::default();
+        if let Some(t) = &cluster.timeouts {
+            if let Some(d) = &t.connect {
+                timeouts.connect = d.0.clone();
+            }
+            if let Some(d) = &t.first_byte {
+                timeouts.first_byte = d.0.clone();
+            }
+            if let Some(d) = &t.idle {
+                timeouts.idle = d.0.clone();
+            }
+        }
+        table.clusters.push(ClusterSpec {
+            name: table_cluster_name(name, &cluster.name),
+            endpoints: cluster.endpoints.iter().map(|e| e.0.clone()).collect(),
+            tls,
+            auth,
+            timeouts,
+        });
+    }
+    let selector = (!spec.proxy_selector.match_labels.is_empty()).then(|| routing::LabelSelector {
+        match_labels: spec.proxy_selector.match_labels.clone(),
+    });
+    for route in &spec.routes {
+        let container = route.matcher.container.as_ref().and_then(|c| match c {
+            ContainerMatch {
+                exact: Some(e),
+                prefix: None,
+            } => Some(routing::ContainerMatch::Exact(e.clone())),
+            ContainerMatch {
+                exact: None,
+                prefix: Some(p),
+            } => Some(routing::ContainerMatch::Prefix(p.clone())),
+            _ => None,
+        });
+        if route.matcher.container.is_some() && container.is_none() {
+            outcome.invalid.push(format!(
+                "a route for account {} must set exactly one of container.exact or container.prefix",
+                route.matcher.account
+            ));
+            continue;
+        }
+        table.routes.push(RouteSpec {
+            matcher: MatchSpec {
+                account: route.matcher.account.clone(),
+                container,
+            },
+            target: TargetSpec {
+                cluster: table_cluster_name(name, &route.target.cluster),
+                account: route.target.account.clone(),
+                container: route.target.container.clone(),
+            },
+            mode: route.mode,
+            proxy_selector: selector.clone(),
+            source: Some(format!("{namespace}/{name}")),
+        });
+    }
+    outcome.invalid.is_empty().then_some(table)
+}
+
+/// SHA-256 over the table's JSON with revision 0, so equal content gives an equal hash.
+pub fn content_hash(table: &RoutingTable) -> String {
+    let mut unrevisioned = table.clone();
+    unrevisioned.revision = 0;
+    let json = serde_json::to_vec(&unrevisioned).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &json);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
