@@ -138,9 +138,10 @@ fn secret_value(
         outcome.secrets.push(name.to_string());
     }
     let Some(data) = secrets.get(name) else {
-        outcome
-            .invalid
-            .push(format!("Secret {namespace}/{name} not found"));
+        let problem = format!("Secret {namespace}/{name} not found");
+        if !outcome.invalid.contains(&problem) {
+            outcome.invalid.push(problem);
+        }
         return None;
     };
     let Some(value) = data.get(key) else {
@@ -270,4 +271,108 @@ pub fn content_hash(table: &RoutingTable) -> String {
     let json = serde_json::to_vec(&unrevisioned).unwrap_or_default();
     let digest = ring::digest::digest(&ring::digest::SHA256, &json);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn federation(name: &str, age_secs: i64, spec: &str) -> ClusterFederation {
+        let mut f: ClusterFederation = serde_yaml::from_str(&format!(
+            "apiVersion: swiftfed.io/v1alpha1\nkind: ClusterFederation\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n{spec}"
+        ))
+        .expect("federation YAML");
+        let created =
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 - age_secs).expect("timestamp");
+        f.metadata.creation_timestamp = Some(Time(created));
+        f
+    }
+
+    const ROUTE_TO_B: &str = "  clusters: [{name: b, endpoints: [\"http://b:8080\"]}]\n  routes: [{match: {account: AUTH_a, container: {prefix: x-}}, target: {cluster: b}}]\n";
+
+    #[test]
+    fn older_federation_keeps_a_contested_match() {
+        let old = federation("old", 100, ROUTE_TO_B);
+        let new = federation("new", 10, ROUTE_TO_B);
+        let rendered = render("ns", &[new, old], &SecretData::new());
+        assert_eq!(rendered.table.routes.len(), 1);
+        assert_eq!(rendered.table.routes[0].target.cluster, "old/b");
+        assert_eq!(rendered.table.routes[0].source.as_deref(), Some("ns/old"));
+        assert!(rendered.outcomes["old"].conflicts.is_empty());
+        assert_eq!(
+            rendered.outcomes["new"].conflicts,
+            vec!["prefix AUTH_a/x-* is routed by the older federation old".to_string()]
+        );
+        // The loser's unused cluster is not pushed.
+        assert_eq!(rendered.table.clusters.len(), 1);
+        rendered.table.validate().expect("valid table");
+    }
+
+    const CREDENTIALS: &str = "  clusters: [{name: b, endpoints: [\"http://b:8080\"], auth: {mode: Credentials, credentialsSecretRef: {name: creds}}}]\n  routes: [{match: {account: AUTH_a}, target: {cluster: b}}]\n";
+
+    #[test]
+    fn credentials_come_from_the_secret_and_problems_name_it() {
+        let f = federation("f", 1, CREDENTIALS);
+        let missing = render("ns", std::slice::from_ref(&f), &SecretData::new());
+        assert!(
+            missing.table.routes.is_empty(),
+            "an invalid federation is left out whole"
+        );
+        assert_eq!(
+            missing.outcomes["f"].invalid,
+            vec!["Secret ns/creds not found".to_string()]
+        );
+        assert_eq!(missing.outcomes["f"].secrets, vec!["creds".to_string()]);
+
+        let mut secrets = SecretData::new();
+        let mut data = BTreeMap::new();
+        data.insert("authUrl".to_string(), b"http://b:8080/auth/v1.0".to_vec());
+        data.insert("user".to_string(), b"fed:sidecar\n".to_vec());
+        secrets.insert("creds".to_string(), data.clone());
+        let no_key = render("ns", std::slice::from_ref(&f), &secrets);
+        assert_eq!(
+            no_key.outcomes["f"].invalid,
+            vec!["Secret ns/creds has no key \"key\"".to_string()]
+        );
+
+        data.insert("key".to_string(), b"s3cret".to_vec());
+        secrets.insert("creds".to_string(), data);
+        let ok = render("ns", &[f], &secrets);
+        assert!(ok.outcomes["f"].invalid.is_empty());
+        match &ok.table.clusters[0].auth {
+            AuthSpec::Credentials {
+                credentials: CredentialsSpec::Tempauth { user, key, .. },
+            } => {
+                assert_eq!(
+                    user, "fed:sidecar",
+                    "trailing newline of a Secret file is dropped"
+                );
+                assert_eq!(key.expose(), "s3cret");
+            }
+            other => panic!("expected Credentials, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hash_follows_content_not_revision_or_order_of_input() {
+        let a = federation("a", 20, ROUTE_TO_B);
+        let b = federation("b", 10, "  clusters: [{name: c, endpoints: [\"http://c:8080\"]}]\n  routes: [{match: {account: AUTH_b}, target: {cluster: c}}]\n");
+        let one = render("ns", &[a.clone(), b.clone()], &SecretData::new());
+        let two = render("ns", &[b.clone(), a.clone()], &SecretData::new());
+        assert_eq!(one.hash, two.hash);
+        let mut bumped = one.table.clone();
+        bumped.revision = 9;
+        assert_eq!(content_hash(&bumped), one.hash);
+        let only_a = render("ns", &[a], &SecretData::new());
+        assert_ne!(only_a.hash, one.hash);
+    }
+
+    #[test]
+    fn deleted_federations_are_left_out() {
+        let mut f = federation("f", 1, ROUTE_TO_B);
+        f.metadata.deletion_timestamp = f.metadata.creation_timestamp.clone();
+        let rendered = render("ns", &[f], &SecretData::new());
+        assert!(rendered.table.routes.is_empty() && rendered.table.clusters.is_empty());
+    }
 }
