@@ -4,10 +4,12 @@
 
 pub mod cli;
 pub mod controller;
+pub mod leader;
 pub mod metrics;
 pub mod probe;
 pub mod push;
 pub mod render;
+pub mod run;
 pub mod status;
 pub mod sync;
 

@@ -14,6 +14,33 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the controller (in a cluster, or against the current kubeconfig context).
+    Run {
+        /// Address for /healthz, /readyz and /metrics.
+        #[arg(long, env = "SWIFTFED_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+        metrics_listen: std::net::SocketAddr,
+        /// Namespace of the leader-election Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "swiftfed-system")]
+        lease_namespace: String,
+        /// Name of the leader-election Lease.
+        #[arg(long, env = "SWIFTFED_LEASE_NAME", default_value = "swiftfed-operator")]
+        lease_name: String,
+        /// This replica's identity in the Lease (the pod name).
+        #[arg(long, env = "POD_NAME", default_value = "swiftfed-operator")]
+        identity: String,
+        /// How long a leader may go without renewing before another replica takes over.
+        #[arg(long, env = "SWIFTFED_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+        lease_duration: std::time::Duration,
+        /// Sidecar admin port when a pod has no `swiftfed.io/admin-port` annotation.
+        #[arg(long, env = "SWIFTFED_SIDECAR_ADMIN_PORT", default_value_t = 9901)]
+        sidecar_admin_port: u16,
+        /// Sidecars pushed to at the same time.
+        #[arg(long, env = "SWIFTFED_PUSH_CONCURRENCY", default_value_t = 64)]
+        push_concurrency: usize,
+        /// How often an in-sync federation is checked again (cluster probes, drift).
+        #[arg(long, env = "SWIFTFED_RESYNC", default_value = "5m", value_parser = duration)]
+        resync: std::time::Duration,
+    },
     /// Print the ClusterFederation CustomResourceDefinition (YAML).
     Crdgen,
     /// Render the routing table for federations in a file, offline (for the sidecar's --config).
@@ -34,9 +61,54 @@ enum Command {
     },
 }
 
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    swiftfed_crds::routing::parse_duration(text)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .json()
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run {
+            metrics_listen,
+            lease_namespace,
+            lease_name,
+            identity,
+            lease_duration,
+            sidecar_admin_port,
+            push_concurrency,
+            resync,
+        } => {
+            init_logging();
+            let options = swiftfed_operator::run::RunOptions {
+                metrics_listen,
+                lease_namespace,
+                lease_name,
+                identity,
+                lease_duration,
+                default_admin_port: sidecar_admin_port,
+                push_concurrency,
+                resync,
+            };
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime
+                    .block_on(swiftfed_operator::run::run(options))
+                    .map(|()| String::new()),
+                Err(e) => Err(format!("cannot start the runtime: {e}")),
+            }
+        }
         Command::Crdgen => swiftfed_operator::cli::crdgen(),
         Command::Render {
             file,

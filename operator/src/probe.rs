@@ -63,7 +63,7 @@ mod tests {
         assert!(super::any_reachable(&[closed.clone(), open], timeout)
             .await
             .is_ok());
-        let err = super::any_reachable(&[closed.clone()], timeout)
+        let err = super::any_reachable(std::slice::from_ref(&closed), timeout)
             .await
             .expect_err("closed");
         assert!(err.contains(&closed), "{err}");

@@ -1,0 +1,155 @@
+//! `swiftfed-operator run`: health and metrics endpoints, leader election, the controller, and a
+//! graceful stop on SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kube::runtime::events::Reporter;
+use kube::Client;
+
+use crate::controller::{self, Context};
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::push::Pusher;
+use crate::sync::Syncer;
+
+pub struct RunOptions {
+    pub metrics_listen: SocketAddr,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub default_admin_port: u16,
+    pub push_concurrency: usize,
+    pub resync: Duration,
+}
+
+pub async fn run(options: RunOptions) -> Result<(), String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes client configuration: {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let leading = Arc::new(AtomicBool::new(false));
+    serve_health(options.metrics_listen, metrics.clone(), leading.clone()).await?;
+
+    let elector = LeaderElector::new(
+        client.clone(),
+        &options.lease_namespace,
+        &options.lease_name,
+        &options.identity,
+        options.lease_duration,
+    );
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = terminated() => return Ok(()),
+    }
+    leading.store(true, Ordering::Release);
+
+    let mut pusher = Pusher::default();
+    pusher.concurrency = options.push_concurrency;
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        syncer: Syncer::new(client, pusher, options.default_admin_port),
+        reporter: Reporter {
+            controller: "swiftfed-operator".into(),
+            instance: Some(options.identity.clone()),
+        },
+        metrics,
+        resync: options.resync,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(controller::run(ctx, async move {
+        let _ = stop_rx.await;
+    }));
+    let lost = tokio::select! {
+        _ = elector.hold() => true,
+        _ = terminated() => false,
+    };
+    let _ = stop_tx.send(());
+    let _ = controller.await;
+    if lost {
+        // Another replica leads now; restart as a standby.
+        return Err("lost leadership".into());
+    }
+    elector.release().await;
+    Ok(())
+}
+
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `/healthz` (process alive), `/readyz` (serving; standby replicas are ready too, so a rollout
+/// proceeds) and `/metrics`.
+async fn serve_health(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    leading: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            let leading = leading.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let metrics = metrics.clone();
+                let leading = leading.clone();
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/healthz" | "/readyz" => (
+                            StatusCode::OK,
+                            format!(
+                                "ok ({})\n",
+                                if leading.load(Ordering::Acquire) {
+                                    "leader"
+                                } else {
+                                    "standby"
+                                }
+                            ),
+                        ),
+                        "/metrics" => (StatusCode::OK, metrics.encode()),
+                        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+                    };
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() = status;
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}
