@@ -222,6 +222,21 @@ pub struct SidecarSync {
     /// `inSync/selected`, for `kubectl get`.
     #[serde(default)]
     pub summary: String,
+    /// Per selected pod (the first 100 by name), for `swiftfed-operator status`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodSync>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSync {
+    pub name: String,
+    /// `InSync`, `Rejected`, `Unreachable`, `Behind` or `Missing` (no sidecar).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

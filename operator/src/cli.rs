@@ -119,3 +119,73 @@ pub fn render(
     rendered.table.revision = revision;
     serde_yaml::to_string(&rendered.table).map_err(|e| e.to_string())
 }
+
+/// `status`: per federation, its conditions; per pod, the revision it runs and the last error.
+pub async fn status(namespace: Option<&str>) -> Result<String, String> {
+    use kube::api::{Api, ListParams};
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes client configuration: {e}"))?;
+    let api: Api<ClusterFederation> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list ClusterFederations: {e}"))?;
+    Ok(format_status(&list.items))
+}
+
+pub fn format_status(federations: &[ClusterFederation]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for f in federations {
+        let status = f.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| format!("{} ({}: {})", c.status, c.reason, c.message))
+            .unwrap_or_else(|| "unknown (not reconciled yet)".into());
+        let _ = writeln!(
+            out,
+            "{}/{}  revision {}  synced {}  ready {}",
+            f.metadata.namespace.as_deref().unwrap_or("-"),
+            f.metadata.name.as_deref().unwrap_or("-"),
+            status.revision.map_or("-".to_string(), |r| r.to_string()),
+            if status.sidecars.summary.is_empty() {
+                "-"
+            } else {
+                &status.sidecars.summary
+            },
+            ready
+        );
+        for c in status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != "Ready" && (c.status == "True") != (c.type_ == "Synced"))
+        {
+            let _ = writeln!(out, "  {}: {} ({})", c.type_, c.message, c.reason);
+        }
+        let _ = writeln!(
+            out,
+            "  {:<50} {:<12} {:>8}  LAST ERROR",
+            "POD", "STATE", "REVISION"
+        );
+        for p in &status.sidecars.pods {
+            let _ = writeln!(
+                out,
+                "  {:<50} {:<12} {:>8}  {}",
+                p.name,
+                p.state,
+                p.revision.map_or("-".to_string(), |r| r.to_string()),
+                p.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if federations.is_empty() {
+        out.push_str("no ClusterFederations\n");
+    }
+    out
+}

@@ -43,6 +43,12 @@ enum Command {
     },
     /// Print the ClusterFederation CustomResourceDefinition (YAML).
     Crdgen,
+    /// Per federation and pod: the revision each sidecar runs, ACK/NACK and the last error.
+    Status {
+        /// Only this namespace (all namespaces when absent).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Render the routing table for federations in a file, offline (for the sidecar's --config).
     Render {
         /// YAML file with ClusterFederation documents (`---` separated); Secret documents in it
@@ -110,6 +116,17 @@ fn main() -> ExitCode {
             }
         }
         Command::Crdgen => swiftfed_operator::cli::crdgen(),
+        Command::Status { namespace } => {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    runtime.block_on(swiftfed_operator::cli::status(namespace.as_deref()))
+                }
+                Err(e) => Err(format!("cannot start the runtime: {e}")),
+            }
+        }
         Command::Render {
             file,
             secret_dir,

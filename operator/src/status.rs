@@ -2,7 +2,7 @@
 //! on.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use swiftfed_crds::federation::{ClusterFederation, ClusterFederationStatus, SidecarSync};
+use swiftfed_crds::federation::{ClusterFederation, ClusterFederationStatus, PodSync, SidecarSync};
 
 use crate::push::Outcome;
 use crate::sync::NamespaceSync;
@@ -36,27 +36,46 @@ pub fn compute(
             continue;
         }
         counts.selected += 1;
+        let row = |state: &str, revision: Option<u64>, error: Option<&str>| PodSync {
+            name: pod.key.clone(),
+            state: state.into(),
+            revision: revision.map(|r| r as i64),
+            last_error: error.map(str::to_string),
+        };
         if !pod.has_sidecar {
             counts.missing += 1;
             findings.missing.push(pod.key.clone());
+            counts
+                .pods
+                .push(row("Missing", None, Some("no swiftfed sidecar in the pod")));
             continue;
         }
-        match sync.pushes.get(&pod.key) {
-            Some(Outcome::Ack(r)) if *r >= sync.revision => counts.in_sync += 1,
-            Some(Outcome::Newer(r)) if *r >= sync.revision => counts.in_sync += 1,
+        let pod_row = match sync.pushes.get(&pod.key) {
+            Some(Outcome::Ack(r) | Outcome::Newer(r)) if *r >= sync.revision => {
+                counts.in_sync += 1;
+                row("InSync", Some(*r), None)
+            }
+            Some(Outcome::Ack(r) | Outcome::Newer(r)) => row("Behind", Some(*r), None),
             Some(Outcome::Nack(reason)) => {
                 counts.rejected += 1;
                 findings.rejected.push((pod.key.clone(), reason.clone()));
+                row("Rejected", None, Some(reason))
             }
             Some(Outcome::Unreachable(e)) => {
-                findings.unreachable.push((pod.key.clone(), e.clone()))
+                findings.unreachable.push((pod.key.clone(), e.clone()));
+                row("Unreachable", None, Some(e))
             }
-            Some(_) => {}
-            None => findings
-                .unreachable
-                .push((pod.key.clone(), "sidecar not ready".into())),
-        }
+            None => {
+                findings
+                    .unreachable
+                    .push((pod.key.clone(), "sidecar not ready".into()));
+                row("Unreachable", None, Some("sidecar not ready"))
+            }
+        };
+        counts.pods.push(pod_row);
     }
+    counts.pods.sort_by(|a, b| a.name.cmp(&b.name));
+    counts.pods.truncate(100);
     counts.summary = format!("{}/{}", counts.in_sync, counts.selected);
 
     let outcome = sync
