@@ -116,3 +116,68 @@ fn cel_rules_refuse_what_the_schema_can_check() {
         );
     }
 }
+
+#[test]
+fn crd_passes_kubernetes_validate_strict() {
+    let path = root().join("deploy/crds/clusterfederations.swiftfed.io.yaml");
+    let bin = swiftfed_tests::venv_bin("kubernetes-validate");
+    let out = std::process::Command::new(&bin)
+        .arg("--strict")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/install-test-deps installs it)",
+                bin.display()
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("passed"), "{text}");
+}
+
+/// Kubernetes' structural schema rules, the part that matters here: every node has a type, and
+/// nothing lets unknown fields through.
+#[test]
+fn crd_schema_is_structural_without_holes() {
+    fn walk(node: &Value, at: &str, problems: &mut Vec<String>) {
+        let Some(map) = node.as_object() else {
+            problems.push(format!("{at}: not a schema object"));
+            return;
+        };
+        if map.contains_key("x-kubernetes-preserve-unknown-fields") {
+            problems.push(format!("{at}: preserves unknown fields"));
+        }
+        for forbidden in ["$ref", "anyOf", "oneOf", "allOf", "not"] {
+            if map.contains_key(forbidden) {
+                problems.push(format!("{at}: uses {forbidden}"));
+            }
+        }
+        if !map.contains_key("type") && !map.contains_key("x-kubernetes-int-or-string") {
+            problems.push(format!("{at}: no type"));
+        }
+        if map.get("type") == Some(&json!("object"))
+            && !map.contains_key("properties")
+            && !map.contains_key("additionalProperties")
+        {
+            problems.push(format!("{at}: object without properties"));
+        }
+        if let Some(props) = map.get("properties").and_then(Value::as_object) {
+            for (name, child) in props {
+                walk(child, &format!("{at}.{name}"), problems);
+            }
+        }
+        if let Some(items) = map.get("items") {
+            walk(items, &format!("{at}[]"), problems);
+        }
+        if let Some(extra) = map.get("additionalProperties").filter(|v| v.is_object()) {
+            walk(extra, &format!("{at}{{}}"), problems);
+        }
+    }
+    let mut problems = Vec::new();
+    walk(&schema(), "", &mut problems);
+    assert_eq!(problems, Vec::<String>::new());
+}
