@@ -146,6 +146,7 @@ async fn the_controller_watches_writes_status_and_finalizes() {
     .expect("status written in time")
     .expect("watch")
     .expect("federation");
+    let uid = reconciled.metadata.uid.clone().expect("uid");
     assert!(reconciled
         .metadata
         .finalizers
