@@ -187,7 +187,11 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let federations: Api<ClusterFederation> = Api::all(client.clone());
-    let controller = Controller::new(federations, watcher::Config::default());
+    // Bursts (a rollout's pod events, several Secrets edited at once) coalesce into one
+    // reconcile per federation.
+    let controller = Controller::new(federations, watcher::Config::default()).with_config(
+        kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)),
+    );
     let store = controller.store();
     let secret_store = store.clone();
     let pod_store = store.clone();

@@ -16,6 +16,7 @@ pub struct Metrics {
     sidecars_in_sync: Gauge,
     sidecars_pushed: Gauge,
     pushes_rejected: Counter,
+    push_seconds: Histogram,
 }
 
 pub struct ReconcileTimer<'a> {
@@ -41,6 +42,7 @@ impl Default for Metrics {
             sidecars_in_sync: Gauge::default(),
             sidecars_pushed: Gauge::default(),
             pushes_rejected: Counter::default(),
+            push_seconds: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Reconciles started", m.reconciles.clone());
@@ -68,6 +70,11 @@ impl Default for Metrics {
             "pushes_rejected",
             "Pushes a sidecar refused (NACK)",
             m.pushes_rejected.clone(),
+        );
+        registry.register(
+            "push_duration_seconds",
+            "Time to push a table to all of a namespace's sidecars (ACKs and NACKs in)",
+            m.push_seconds.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -100,6 +107,7 @@ impl Metrics {
         self.sidecars_in_sync.set(in_sync as i64);
         self.sidecars_pushed.set(sync.pushes.len() as i64);
         self.pushes_rejected.inc_by(rejected as u64);
+        self.push_seconds.observe(sync.push_duration.as_secs_f64());
     }
 
     pub fn encode(&self) -> String {

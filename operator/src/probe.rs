@@ -23,6 +23,7 @@ pub async fn any_reachable(endpoints: &[String], timeout: Duration) -> Result<()
 /// `host:port` of a base URL, with the scheme's default port.
 fn authority(url: &str) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
+    uri.scheme_str()?;
     let host = uri.host()?;
     let port = uri
         .port_u16()

@@ -228,3 +228,95 @@ fn list(prefix: &str, items: &[(String, String)]) -> String {
     };
     format!(";{prefix}{}{suffix}", shown.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render;
+    use crate::sync::PodView;
+    use std::collections::{BTreeMap, HashMap};
+
+    fn federation(name: &str, age: i64) -> ClusterFederation {
+        let mut f: ClusterFederation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "swiftfed.io/v1alpha1", "kind": "ClusterFederation",
+            "metadata": {"name": name, "namespace": "ns", "generation": 3},
+            "spec": {"proxySelector": {"matchLabels": {"app": "p"}},
+                     "clusters": [{"name": "b", "endpoints": ["http://b:1"]}],
+                     "routes": [{"match": {"account": "A"}, "target": {"cluster": "b"}}]}
+        }))
+        .expect("federation");
+        f.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 - age).expect("time"),
+        ));
+        f
+    }
+
+    fn pod(name: &str, has_sidecar: bool) -> PodView {
+        PodView {
+            key: format!("ns/{name}"),
+            labels: BTreeMap::from([("app".to_string(), "p".to_string())]),
+            has_sidecar,
+            admin: has_sidecar.then(|| "127.0.0.1:1".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_newer_claimant_is_in_conflict_and_counts_are_per_pod() {
+        let (old, new) = (federation("old", 100), federation("new", 1));
+        let rendered = render::render(
+            "ns",
+            &[old.clone(), new.clone()],
+            &render::SecretData::new(),
+        );
+        let sync = NamespaceSync {
+            revision: 4,
+            rendered,
+            pods: vec![
+                pod("a", true),
+                pod("b", true),
+                pod("c", true),
+                pod("d", false),
+            ],
+            pushes: HashMap::from([
+                ("ns/a".to_string(), Outcome::Ack(4)),
+                ("ns/b".to_string(), Outcome::Nack("422: bad".into())),
+                ("ns/c".to_string(), Outcome::Unreachable("refused".into())),
+            ]),
+            push_duration: std::time::Duration::ZERO,
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let (status, findings) = compute(&new, &sync, now.clone());
+        let get = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .expect("condition")
+        };
+        assert_eq!(get("Conflict").status, "True");
+        assert!(get("Conflict").message.contains("older federation old"));
+        assert_eq!(
+            (
+                status.sidecars.selected,
+                status.sidecars.in_sync,
+                status.sidecars.rejected,
+                status.sidecars.missing
+            ),
+            (4, 1, 1, 1)
+        );
+        assert_eq!(status.sidecars.summary, "1/4");
+        assert_eq!(findings.missing, vec!["ns/d".to_string()]);
+        assert_eq!(get("Ready").status, "False");
+        assert_eq!(get("Degraded").reason, "SidecarMissing");
+        assert_eq!(status.observed_generation, Some(3));
+        let (old_status, _) = compute(&old, &sync, now);
+        assert_eq!(
+            old_status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Conflict")
+                .map(|c| c.status.as_str()),
+            Some("False")
+        );
+    }
+}

@@ -36,6 +36,7 @@ pub struct NamespaceSync {
     pub rendered: Rendered,
     pub pods: Vec<PodView>,
     pub pushes: HashMap<String, Outcome>,
+    pub push_duration: std::time::Duration,
 }
 
 /// What the operator needs of a pod.
@@ -229,10 +230,12 @@ impl Syncer {
                 })
             })
             .collect();
+        let push_started = std::time::Instant::now();
         let results = self
             .pusher
             .push_all(&targets, Bytes::from(table_json), &token)
             .await;
+        let push_duration = push_started.elapsed();
         let mut pushes = HashMap::new();
         for (target, outcome) in results {
             if let Outcome::Newer(seen) = outcome {
@@ -245,6 +248,7 @@ impl Syncer {
             rendered,
             pods,
             pushes,
+            push_duration,
         })
     }
 
