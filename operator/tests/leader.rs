@@ -43,13 +43,14 @@ fn fake_api() -> Client {
                         .as_str()
                         .unwrap_or_default()
                         .to_string();
-                    if leases.contains_key(&name) {
-                        (409, conflict)
-                    } else {
-                        version += 1;
-                        body["metadata"]["resourceVersion"] = json!(version.to_string());
-                        leases.insert(name, body.clone());
-                        (201, body)
+                    match leases.entry(name) {
+                        std::collections::hash_map::Entry::Occupied(_) => (409, conflict),
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            version += 1;
+                            body["metadata"]["resourceVersion"] = json!(version.to_string());
+                            slot.insert(body.clone());
+                            (201, body)
+                        }
                     }
                 }
                 ("PUT", Some(name)) => {
