@@ -12,6 +12,8 @@ pub mod render;
 pub mod run;
 pub mod status;
 pub mod sync;
+#[doc(hidden)]
+pub mod testing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -3,123 +3,22 @@
 //! pods, and real Swift clusters. A federation created → objects of its routed containers land
 //! in the target cluster through every sidecar; deleted → they stay local again.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use kube::client::Body;
 use kube::runtime::events::Reporter;
-use kube::Client;
 use serde_json::{json, Value};
 use swiftfed_crds::federation::ClusterFederation;
 use swiftfed_operator::controller::{reconcile, Context};
 use swiftfed_operator::metrics::Metrics;
 use swiftfed_operator::push::Pusher;
 use swiftfed_operator::sync::Syncer;
+use swiftfed_operator::testing::{serve, FakeApi};
 use swiftfed_tests::{free_port, http_request, scratch_dir, shared_pair, unique_name};
 
 const TOKEN: &str = "e2e-admin-token";
-
-/// Objects by API path (`/api/v1/namespaces/swift/secrets/x`); lists are served by prefix.
-#[derive(Default)]
-struct FakeApi {
-    objects: HashMap<String, Value>,
-}
-
-impl FakeApi {
-    fn answer(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        if path.ends_with("/events") {
-            return (201, body);
-        }
-        match method {
-            "GET" => {
-                if let Some(o) = self.objects.get(path) {
-                    return (200, o.clone());
-                }
-                let items: Vec<Value> = self
-                    .objects
-                    .iter()
-                    .filter(|(k, _)| k.rsplit_once('/').map(|(dir, _)| dir) == Some(path))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                let is_list = ["clusterfederations", "secrets", "pods"]
-                    .iter()
-                    .any(|r| path.ends_with(&format!("/{r}")));
-                if !is_list {
-                    return (
-                        404,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-                    );
-                }
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
-                )
-            }
-            "PATCH" | "POST" | "PUT" => {
-                let (key, status_only) = match path.strip_suffix("/status") {
-                    Some(k) => (k.to_string(), true),
-                    None => (path.to_string(), false),
-                };
-                let key = if method == "POST" {
-                    format!(
-                        "{key}/{}",
-                        body["metadata"]["name"].as_str().unwrap_or_default()
-                    )
-                } else {
-                    key
-                };
-                let mut object = self.objects.get(&key).cloned().unwrap_or(json!({}));
-                if status_only {
-                    object["status"] = body["status"].clone();
-                } else {
-                    merge(&mut object, &body);
-                }
-                self.objects.insert(key, object.clone());
-                (if method == "POST" { 201 } else { 200 }, object)
-            }
-            _ => (405, json!({})),
-        }
-    }
-}
-
-fn merge(into: &mut Value, patch: &Value) {
-    match (into, patch) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v.clone(),
-    }
-}
-
-fn serve(api: Arc<Mutex<FakeApi>>) -> Client {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let path = request.uri().path().to_string();
-            let body = request
-                .into_body()
-                .collect_bytes()
-                .await
-                .unwrap_or_default();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let (status, answer) = api.lock().expect("api").answer(&method, &path, body);
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap_or_default()))
-                    .expect("response"),
-            );
-        }
-    });
-    Client::new(service, "default")
-}
 
 fn sidecar_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
