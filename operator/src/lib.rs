@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod inject;
 pub mod leader;
 pub mod metrics;
 pub mod probe;
