@@ -226,16 +226,149 @@ fn auth_url_check(url: &str) -> Result<(), String> {
 }
 
 fn tls_spec(tls: &TlsSpec, at: &str, errors: &mut ValidationErrors) {
-    if let Some(pem) = &tls.ca_pem {
-        if !pem.contains("-----BEGIN CERTIFICATE-----") {
-            errors.push(format!("{at}.caPem"), "contains no PEM certificate");
+    for (field, pem) in [
+        ("caPem", &tls.ca_pem),
+        ("clientCertPem", &tls.client_cert_pem),
+    ] {
+        if let Some(pem) = pem {
+            if let Err(reason) = certificates_pem(pem) {
+                errors.push(format!("{at}.{field}"), reason);
+            }
         }
+    }
+    if let Some(key) = &tls.client_key_pem {
+        if let Err(reason) = private_key_pem(key.expose()) {
+            errors.push(format!("{at}.clientKeyPem"), reason);
+        }
+    }
+    match (&tls.client_cert_pem, &tls.client_key_pem) {
+        (Some(_), None) => errors.push(
+            format!("{at}.clientKeyPem"),
+            "required with clientCertPem (the certificate's private key)",
+        ),
+        (None, Some(_)) => errors.push(
+            format!("{at}.clientCertPem"),
+            "required with clientKeyPem (the key's certificate)",
+        ),
+        _ => {}
     }
     if let Some(name) = &tls.server_name {
         if name.trim().is_empty() {
             errors.push(format!("{at}.serverName"), "must not be empty when set");
+        } else if !is_server_name(name) {
+            errors.push(
+                format!("{at}.serverName"),
+                format!("{name:?} is not a DNS name or an IP address"),
+            );
         }
     }
+}
+
+/// A DNS name (labels of letters, digits, `-`, `_`) or an IP address, as TLS can verify.
+fn is_server_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// One or more certificates, and nothing secret: the field is shown by `GET /v1/config`.
+fn certificates_pem(pem: &str) -> Result<(), String> {
+    let labels = pem_blocks(pem)?;
+    if labels.iter().any(|l| l.contains("PRIVATE KEY")) {
+        return Err("contains a private key; only certificates belong here".into());
+    }
+    if !labels.iter().any(|l| l == "CERTIFICATE") {
+        return Err("contains no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(())
+}
+
+/// Exactly one unencrypted private key. Reasons never quote the key.
+fn private_key_pem(pem: &str) -> Result<(), String> {
+    let labels = pem_blocks(pem)?;
+    if labels.iter().any(|l| l == "ENCRYPTED PRIVATE KEY") {
+        return Err("encrypted private keys are not supported; give the key unencrypted".into());
+    }
+    let keys = labels
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.as_str(),
+                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
+            )
+        })
+        .count();
+    if keys != 1 {
+        return Err(format!(
+            "must hold exactly one PEM private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE \
+             KEY), found {keys}"
+        ));
+    }
+    Ok(())
+}
+
+/// The labels of the PEM blocks in `text`, checking the framing and the base64 only (the sidecar
+/// parses the DER itself). Text outside blocks is ignored, as bundles often carry comments.
+fn pem_blocks(text: &str) -> Result<Vec<String>, String> {
+    let mut labels = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let n = n + 1;
+        if let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        {
+            if let Some((outer, _)) = &open {
+                return Err(format!("line {n}: BEGIN {label} inside the {outer} block"));
+            }
+            open = Some((label.to_string(), String::new()));
+        } else if let Some(label) = line
+            .strip_prefix("-----END ")
+            .and_then(|l| l.strip_suffix("-----"))
+        {
+            match open.take() {
+                Some((begun, body)) if begun == label => {
+                    if !is_base64(&body) {
+                        return Err(format!(
+                            "the {label} block ending on line {n} is not valid base64"
+                        ));
+                    }
+                    labels.push(begun);
+                }
+                Some((begun, _)) => {
+                    return Err(format!("line {n}: END {label} closes a {begun} block"))
+                }
+                None => return Err(format!("line {n}: END {label} without BEGIN")),
+            }
+        } else if let Some((_, body)) = &mut open {
+            body.push_str(line);
+        }
+    }
+    if let Some((label, _)) = open {
+        return Err(format!("the {label} block has no END line"));
+    }
+    Ok(labels)
+}
+
+fn is_base64(body: &str) -> bool {
+    let data = body.trim_end_matches('=');
+    !data.is_empty()
+        // Whole 4-character groups (a bit mask: `is_multiple_of` is newer than our MSRV).
+        && (body.len() & 3) == 0
+        && body.len() - data.len() <= 2
+        && data
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 #[cfg(test)]
@@ -313,6 +446,48 @@ routes:
                 "{expected} missing in {fields:?}"
             );
         }
+    }
+
+    #[test]
+    fn tls_settings_are_checked_naming_the_field() {
+        let cert = "-----BEGIN CERTIFICATE-----\\nMIJub3QgcmVhbGx5IGEgY2VydGlmaWNhdGUsIGZyYW1pbmcgb25seQ==\\n-----END CERTIFICATE-----\\n";
+        let key =
+            "-----BEGIN PRIVATE KEY-----\\nMIJub3QgcmVhbGx5IGEga2V5\\n-----END PRIVATE KEY-----\\n";
+        let good = format!(
+            "clusters: [{{name: b, endpoints: [\"https://h:1\"], tls: {{caPem: \"{cert}\", serverName: swift-b.example.com, clientCertPem: \"{cert}\", clientKeyPem: \"{key}\"}}}}]"
+        );
+        assert_eq!(errors_of(&good), vec![]);
+
+        let bad = format!(
+            "clusters:\n\
+             - {{name: a, endpoints: [\"https://h:1\"], tls: {{caPem: \"{key}\", serverName: \"a b\", clientCertPem: \"{cert}\"}}}}\n\
+             - {{name: b, endpoints: [\"https://h:1\"], tls: {{caPem: \"-----BEGIN CERTIFICATE-----\\n%%%\\n-----END CERTIFICATE-----\", clientKeyPem: \"{key}{key}\"}}}}\n\
+             - {{name: c, endpoints: [\"https://h:1\"], tls: {{caPem: \"-----BEGIN CERTIFICATE-----\\nAAAA\", clientKeyPem: \"-----BEGIN ENCRYPTED PRIVATE KEY-----\\nAAAA\\n-----END ENCRYPTED PRIVATE KEY-----\", clientCertPem: \"{cert}\"}}}}\n"
+        );
+        let errors = errors_of(&bad);
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        for expected in [
+            "clusters[0].tls.caPem",
+            "clusters[0].tls.serverName",
+            "clusters[0].tls.clientKeyPem",
+            "clusters[1].tls.caPem",
+            "clusters[1].tls.clientKeyPem",
+            "clusters[1].tls.clientCertPem",
+            "clusters[2].tls.caPem",
+            "clusters[2].tls.clientKeyPem",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing in {errors:?}"
+            );
+        }
+        // A reason about a key never quotes it.
+        assert!(
+            errors
+                .iter()
+                .all(|(_, reason)| !reason.contains("MIJub3QgcmVhbGx5IGEga2V5")),
+            "{errors:?}"
+        );
     }
 
     #[test]

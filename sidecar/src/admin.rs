@@ -1,4 +1,5 @@
-//! The admin API: `PUT`/`GET /v1/config` (bearer token), `/ready`, `/live`, `/metrics`.
+//! The admin API: `PUT`/`GET /v1/config` (bearer token, or a client certificate from
+//! `--admin-client-ca`), `/ready`, `/live`, `/metrics`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use swiftfed_crds::routing::LoadError;
 use swiftfed_crds::RoutingTable;
 
 use crate::body::{self, ProxyBody};
+use crate::server::Peer;
 use crate::state::{ApplyError, State};
 
 /// A routing table larger than this is refused (10 000 routes take well under 4 MiB).
@@ -51,11 +53,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Admin {
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Box<Response<ProxyBody>>> {
+    /// A client certificate verified against `--admin-client-ca` (the TLS handshake refuses any
+    /// other), or the bearer token.
+    fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        peer: &Peer,
+    ) -> Result<(), Box<Response<ProxyBody>>> {
+        if peer.client_cert {
+            return Ok(());
+        }
         let Some(path) = &self.token_file else {
             return Err(Box::new(json_response(
                 StatusCode::FORBIDDEN,
-                json!({"error": "no admin token configured (--admin-token-file)"}),
+                json!({"error": "no admin token configured (--admin-token-file) and no client certificate presented"}),
             )));
         };
         let expected = std::fs::read_to_string(path).map_err(|e| {
@@ -92,7 +103,7 @@ impl Admin {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/ready") => {
@@ -116,7 +127,7 @@ impl Admin {
                 r
             }
             (&Method::GET, "/v1/config") => {
-                if let Err(r) = self.authorize(&req) {
+                if let Err(r) = self.authorize(&req, &peer) {
                     return *r;
                 }
                 let active = self.state.active();
@@ -127,7 +138,7 @@ impl Admin {
                 )
             }
             (&Method::PUT, "/v1/config") => {
-                if let Err(r) = self.authorize(&req) {
+                if let Err(r) = self.authorize(&req, &peer) {
                     return *r;
                 }
                 self.put_config(req).await

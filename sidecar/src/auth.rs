@@ -336,10 +336,7 @@ pub struct TokenSource {
     key: Secret,
     current: Mutex<Option<(HeaderValue, Instant)>>,
     refresh: tokio::sync::Mutex<()>,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        body::ProxyBody,
-    >,
+    client: hyper_util::client::legacy::Client<crate::tls::Connector, body::ProxyBody>,
     pub fetches: prometheus_client::metrics::counter::Counter,
 }
 
@@ -352,9 +349,15 @@ pub struct TokenError {
 }
 
 impl TokenSource {
-    pub fn new(cluster: &str, auth_url: &str, user: &str, key: &Secret) -> TokenSource {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    /// `tls`: the cluster's TLS settings, used for an `https://` auth URL.
+    pub fn new(
+        cluster: &str,
+        auth_url: &str,
+        user: &str,
+        key: &Secret,
+        tls: Option<Arc<crate::tls::ClientTls>>,
+    ) -> TokenSource {
+        let connector = crate::tls::Connector::new(Duration::from_secs(5), tls);
         TokenSource {
             cluster: cluster.to_string(),
             auth_url: auth_url.to_string(),
@@ -433,7 +436,7 @@ impl TokenSource {
         let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
             .await
             .map_err(|_| err("timed out".into()))?
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(crate::upstream::error_chain(&e)))?;
         if !resp.status().is_success() {
             return Err(err(format!("auth answered {}", resp.status())));
         }

@@ -1,6 +1,7 @@
 //! swiftfed forwarder sidecar. Modules follow the request: `server` accepts, `forward` drives
 //! `swift_path` → `route_table` → `rename` → `auth` → `upstream`, with streaming `body` types;
-//! `state` holds the table in force, fed by `config_source` (file) and `admin` (push).
+//! `state` holds the table in force, fed by `config_source` (file) and `admin` (push). `tls`
+//! connects to targets; `tls_listener` serves the sidecar's own listeners.
 
 pub mod admin;
 pub mod auth;
@@ -14,4 +15,6 @@ pub mod route_table;
 pub mod server;
 pub mod state;
 pub mod swift_path;
+pub mod tls;
+pub mod tls_listener;
 pub mod upstream;

@@ -12,6 +12,7 @@ use swiftfed_sidecar::auth::LocalAuthorizer;
 use swiftfed_sidecar::config_source::ConfigFile;
 use swiftfed_sidecar::server::{self, Limits};
 use swiftfed_sidecar::state::State;
+use swiftfed_sidecar::tls_listener::{ListenerTls, TlsFiles};
 use swiftfed_sidecar::upstream::Upstream;
 use swiftfed_sidecar::{forward, labels};
 use tokio::net::TcpListener;
@@ -36,9 +37,28 @@ struct Args {
     #[arg(long, env = "SWIFTFED_CONFIG")]
     config: Option<PathBuf>,
 
-    /// How often the routing file is checked for changes.
+    /// How often the routing file, and the TLS certificate files, are checked for changes.
     #[arg(long, env = "SWIFTFED_CONFIG_POLL", default_value = "1s", value_parser = duration)]
     config_poll: Duration,
+
+    /// Serve Swift traffic over TLS with this certificate chain (PEM, leaf first). Re-read when
+    /// it changes (see --config-poll) and on SIGHUP; new connections get the new certificate.
+    #[arg(
+        long,
+        env = "SWIFTFED_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert, re-read with it.
+    #[arg(
+        long,
+        env = "SWIFTFED_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 
     /// Address of the admin API (PUT/GET /v1/config, /ready, /live, /metrics). Disabled when
     /// absent.
@@ -48,6 +68,31 @@ struct Args {
     /// File holding the bearer token that PUT/GET /v1/config require. Re-read on each request.
     #[arg(long, env = "SWIFTFED_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+
+    /// Serve the admin API over TLS with this certificate chain (PEM, leaf first); re-read like
+    /// --tls-cert.
+    #[arg(long, env = "SWIFTFED_ADMIN_TLS_CERT", value_name = "FILE", requires_all = ["admin_tls_key", "admin_listen"])]
+    admin_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --admin-tls-cert, re-read with it.
+    #[arg(
+        long,
+        env = "SWIFTFED_ADMIN_TLS_KEY",
+        value_name = "FILE",
+        requires = "admin_tls_cert"
+    )]
+    admin_tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) whose client certificates may use PUT/GET /v1/config instead of
+    /// the bearer token (admin TLS only). A certificate from another CA fails the handshake.
+    /// Re-read like --tls-cert.
+    #[arg(
+        long,
+        env = "SWIFTFED_ADMIN_CLIENT_CA",
+        value_name = "FILE",
+        requires = "admin_tls_cert"
+    )]
+    admin_client_ca: Option<PathBuf>,
 
     /// This pod's labels in the Kubernetes downward API format (`key="value"` lines): only
     /// routes whose proxySelector matches them are used. Without it every route is used.
@@ -143,6 +188,7 @@ async fn run(args: Args) -> Result<(), String> {
             first_byte: args.local_first_byte_timeout,
             idle: args.local_idle_timeout,
         },
+        None,
     )
     .map_err(|e| format!("--upstream: {e}"))?;
     let pod_labels: Option<BTreeMap<String, String>> = match &args.pod_labels_file {
@@ -179,6 +225,36 @@ async fn run(args: Args) -> Result<(), String> {
         file.spawn(state.clone(), last);
     }
 
+    // Certificates are loaded before binding, so a bad file stops the start with its name.
+    let swift_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ListenerTls::load(
+            "swift",
+            TlsFiles {
+                cert: ("--tls-cert", cert.clone()),
+                key: ("--tls-key", key.clone()),
+                client_ca: None,
+            },
+        )?),
+        _ => None,
+    };
+    let admin_tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
+        (Some(cert), Some(key)) => Some(ListenerTls::load(
+            "admin",
+            TlsFiles {
+                cert: ("--admin-tls-cert", cert.clone()),
+                key: ("--admin-tls-key", key.clone()),
+                client_ca: args
+                    .admin_client_ca
+                    .clone()
+                    .map(|ca| ("--admin-client-ca", ca)),
+            },
+        )?),
+        _ => None,
+    };
+    for tls in swift_tls.iter().chain(&admin_tls) {
+        tls.clone().spawn_reloader(args.config_poll);
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = Limits {
         header_read_timeout: args.header_read_timeout,
@@ -187,11 +263,12 @@ async fn run(args: Args) -> Result<(), String> {
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
-    tracing::info!(listen = %args.listen, upstream = %args.upstream, "serving Swift traffic");
+    tracing::info!(listen = %args.listen, upstream = %args.upstream, tls = swift_tls.is_some(), "serving Swift traffic");
     let proxy_state = state.clone();
     let proxy = tokio::spawn(server::serve(
         "swift",
         listener,
+        swift_tls,
         limits,
         move |req, _peer| forward::handle(proxy_state.clone(), req),
         shutdown_rx.clone(),
@@ -202,7 +279,12 @@ async fn run(args: Args) -> Result<(), String> {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("--admin-listen {addr}: {e}"))?;
-            tracing::info!(listen = %addr, "serving admin API");
+            tracing::info!(
+                listen = %addr,
+                tls = admin_tls.is_some(),
+                client_certificates = args.admin_client_ca.is_some(),
+                "serving admin API"
+            );
             let admin = Arc::new(Admin {
                 state: state.clone(),
                 token_file: args.admin_token_file.clone(),
@@ -210,10 +292,11 @@ async fn run(args: Args) -> Result<(), String> {
             Some(tokio::spawn(server::serve(
                 "admin",
                 listener,
+                admin_tls,
                 limits,
-                move |req, _peer| {
+                move |req, peer| {
                     let admin = admin.clone();
-                    async move { admin.handle(req).await }
+                    async move { admin.handle(req, peer).await }
                 },
                 shutdown_rx.clone(),
                 Duration::from_secs(5),

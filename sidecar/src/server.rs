@@ -1,5 +1,6 @@
-//! HTTP/1.1 listeners with limits, and graceful drain: on shutdown a listener stops accepting,
-//! lets requests in flight finish (bodies included), and closes idle keep-alive connections.
+//! HTTP/1.1 listeners with limits, optional TLS, and graceful drain: on shutdown a listener
+//! stops accepting, lets requests in flight finish (bodies included), and closes idle keep-alive
+//! connections.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::tls_listener::ListenerTls;
 use crate::upstream::MAX_HEADERS;
 
 #[derive(Clone, Copy, Debug)]
@@ -26,16 +28,27 @@ pub struct Limits {
     pub max_head_bytes: usize,
 }
 
-/// Serves `handler` on `listener` until `shutdown` turns true, then drains for at most `drain`.
+/// Who is on the other end of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// A client certificate was presented and verified against the listener's client CA (the
+    /// handshake fails for any other certificate).
+    pub client_cert: bool,
+}
+
+/// Serves `handler` on `listener` (behind TLS when `tls` is set) until `shutdown` turns true,
+/// then drains for at most `drain`.
 pub async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<Arc<ListenerTls>>,
     limits: Limits,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -43,7 +56,7 @@ pub async fn serve<H, F>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
+                let (stream, addr) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: back off rather than spin.
@@ -54,10 +67,12 @@ pub async fn serve<H, F>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req, peer).await) }
-                });
+                let service = move |peer: Peer| {
+                    service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, Infallible>(handler(req, peer).await) }
+                    })
+                };
                 let mut builder = http1::Builder::new();
                 builder
                     .timer(TokioTimer::new())
@@ -66,11 +81,46 @@ pub async fn serve<H, F>(
                     .max_headers(MAX_HEADERS)
                     .preserve_header_case(true)
                     .keep_alive(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                // Taken now, so a connection still in its handshake is waited for on drain.
+                let watcher = graceful.watcher();
+                let acceptor = tls.as_ref().map(|t| t.acceptor());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    let result = match acceptor {
+                        None => {
+                            let peer = Peer { addr, client_cert: false };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service(peer));
+                            watcher.watch(conn).await
+                        }
+                        Some(acceptor) => {
+                            // The handshake counts against the header read timeout: a client
+                            // that opens a connection and says nothing is dropped either way.
+                            let stream = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    if name == "admin" {
+                                        tracing::info!(listener = name, peer = %addr, error = %e, "TLS handshake refused");
+                                    } else {
+                                        tracing::debug!(listener = name, peer = %addr, error = %e, "TLS handshake failed");
+                                    }
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(listener = name, peer = %addr, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let client_cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .is_some_and(|c| !c.is_empty());
+                            let peer = Peer { addr, client_cert };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service(peer));
+                            watcher.watch(conn).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(listener = name, peer = %addr, error = %e, "connection ended with an error");
                     }
                 });
             }

@@ -11,6 +11,7 @@ use swiftfed_crds::validate::ValidationErrors;
 use crate::auth::{LocalAuthorizer, TokenSource};
 use crate::metrics::{ClusterLabels, Metrics};
 use crate::route_table::RouteTable;
+use crate::tls::ClientTls;
 use crate::upstream::Upstream;
 
 pub struct ClusterRuntime {
@@ -39,6 +40,7 @@ pub enum ApplyError {
     Stale { current: u64, offered: u64 },
     #[error("{0}")]
     Invalid(#[from] ValidationErrors),
+    /// A cluster this sidecar cannot set up (e.g. a TLS certificate rustls cannot use).
     #[error("{field}: {reason}")]
     Unsupported { field: String, reason: String },
 }
@@ -121,6 +123,21 @@ impl State {
         }
         let routes = RouteTable::new(&table, self.pod_labels.as_ref());
         let revision = table.revision;
+        let unverified: Vec<&str> = table
+            .clusters
+            .iter()
+            .filter(|c| c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify))
+            .map(|c| c.name.as_str())
+            .collect();
+        for cluster in unverified {
+            // Loud on every table that has it, so it cannot go unnoticed in the logs.
+            tracing::warn!(
+                cluster,
+                revision,
+                "TLS certificate verification is OFF for this cluster (tls.insecureSkipVerify): \
+                 anyone on the network path can read and change its traffic"
+            );
+        }
         let next = Arc::new(Active {
             table: Some(table),
             routes,
@@ -148,13 +165,24 @@ impl State {
             .timeouts
             .parse()
             .map_err(|e| unsupported("timeouts", e))?;
-        if spec.tls.is_some() {
-            return Err(unsupported(
-                "tls",
-                "tls settings are not supported by this sidecar build yet".into(),
-            ));
-        }
-        let upstream = Upstream::new(&spec.name, &spec.endpoints, timeouts)
+        let auth_url = match &spec.auth {
+            AuthSpec::Passthrough => None,
+            AuthSpec::Credentials {
+                credentials: CredentialsSpec::Tempauth { auth_url, .. },
+            } => Some(auth_url.as_str()),
+        };
+        // Built only when used: without caPem it loads the system roots, which may be absent.
+        let tls = if spec.tls.is_some()
+            || spec.endpoints.iter().map(String::as_str).any(is_https)
+            || auth_url.is_some_and(is_https)
+        {
+            let tls =
+                ClientTls::new(spec.tls.as_ref()).map_err(|e| unsupported(&e.field, e.reason))?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
+        let upstream = Upstream::new(&spec.name, &spec.endpoints, timeouts, tls.clone())
             .map_err(|e| unsupported("endpoints", e))?;
         let tokens = match &spec.auth {
             AuthSpec::Passthrough => None,
@@ -166,13 +194,7 @@ impl State {
                         key,
                     },
             } => {
-                if !auth_url.starts_with("http://") {
-                    return Err(unsupported(
-                        "auth.credentials.authUrl",
-                        "https auth URLs are not supported by this sidecar build yet".into(),
-                    ));
-                }
-                let mut source = TokenSource::new(&spec.name, auth_url, user, key);
+                let mut source = TokenSource::new(&spec.name, auth_url, user, key, tls);
                 source.fetches = self
                     .metrics
                     .token_fetches
@@ -189,4 +211,9 @@ impl State {
             tokens,
         })
     }
+}
+
+fn is_https(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .is_ok_and(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS))
 }

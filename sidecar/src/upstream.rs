@@ -7,13 +7,13 @@ use std::time::Duration;
 use http::header::{HeaderValue, HOST};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use swiftfed_crds::routing::Timeouts;
 use tokio::time::Instant;
 
 use crate::body::{BodySlot, ContinueGate, ProxyBody};
+use crate::tls::{ClientTls, Connector};
 
 /// How long a body waits for `100 Continue` before it is sent anyway (curl waits 1 s).
 const CONTINUE_FALLBACK: Duration = Duration::from_secs(2);
@@ -100,7 +100,7 @@ pub struct Outgoing {
 pub struct Upstream {
     pub name: String,
     endpoints: Vec<Endpoint>,
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<Connector, ProxyBody>,
     pub timeouts: Timeouts,
 }
 
@@ -114,16 +114,23 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// `endpoints` are validated base URLs (`http://host:port`).
-    pub fn new(name: &str, endpoints: &[String], timeouts: Timeouts) -> Result<Upstream, String> {
+    /// `endpoints` are validated base URLs (`http://host:port` or `https://host:port`); `tls`
+    /// is required for `https` ones.
+    pub fn new(
+        name: &str,
+        endpoints: &[String],
+        timeouts: Timeouts,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<Upstream, String> {
         let mut parsed = Vec::new();
         for e in endpoints {
             let uri: http::Uri = e.parse().map_err(|err| format!("{e}: {err}"))?;
             let scheme = uri.scheme_str().unwrap_or("http").to_string();
-            if scheme != "http" {
-                return Err(format!(
-                    "{e}: https endpoints are not supported by this sidecar build yet"
-                ));
+            match scheme.as_str() {
+                "http" => {}
+                "https" if tls.is_some() => {}
+                "https" => return Err(format!("{e}: https endpoint without TLS settings")),
+                other => return Err(format!("{e}: unsupported scheme {other:?}")),
             }
             let authority = uri
                 .authority()
@@ -138,9 +145,7 @@ impl Upstream {
                 down_until: Mutex::new(None),
             });
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
+        let connector = Connector::new(timeouts.connect, tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
@@ -246,7 +251,8 @@ impl Upstream {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources in one line (hyper's own message alone says only "Connect").
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -256,6 +262,9 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
             out.push_str(&text);
         }
         source = s.source();
+    }
+    if let Some(hint) = crate::tls::alert_hint(e) {
+        out.push_str(&format!(" ({hint})"));
     }
     out
 }

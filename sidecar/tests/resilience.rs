@@ -1080,18 +1080,19 @@ fn invalid_pushes_are_refused_with_field_errors_and_change_nothing() {
         "each refused table is counted"
     );
 
-    // A table this build cannot serve (https endpoint) is refused too, naming the cluster.
-    let https = "revision: 2\nclusters:\n- name: tls-site\n  endpoints: [\"https://127.0.0.1:1\"]\nroutes: []\n";
+    // A table the sidecar cannot set up is refused too, naming the cluster: here a CA bundle
+    // that is well-formed PEM (validation passes) but no certificate rustls can use.
+    let https = "revision: 2\nclusters:\n- name: tls-site\n  endpoints: [\"https://127.0.0.1:1\"]\n  tls: {caPem: \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"}\nroutes: []\n";
     let r = sidecar.push(https);
     assert_eq!(r.status, 422, "{}", r.body_text());
     let error = json(&r)["error"].as_str().unwrap_or_default().to_string();
     assert!(
-        error.contains("tls-site") && error.contains("https"),
+        error.contains("tls-site") && error.contains("not usable as a CA"),
         "{error}"
     );
     assert_eq!(
         json(&r)["errors"][0]["field"].as_str(),
-        Some("clusters[0].endpoints"),
+        Some("clusters[0].tls.caPem"),
         "{}",
         r.body_text()
     );

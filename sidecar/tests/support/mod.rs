@@ -42,6 +42,19 @@ impl Sidecar {
     }
 
     pub fn start_with(options: Options) -> Sidecar {
+        let sidecar = Sidecar::spawn_with(options);
+        sidecar.wait_ready(Duration::from_secs(20));
+        sidecar
+    }
+
+    /// Starts the process without waiting for `/ready` over plain HTTP (for an admin listener
+    /// behind TLS, whose caller checks readiness itself).
+    pub fn spawn_with(options: Options) -> Sidecar {
+        Sidecar::spawn_with_env(options, &[])
+    }
+
+    /// `spawn_with`, with extra environment variables for the sidecar process.
+    pub fn spawn_with_env(options: Options, env: &[(&str, &str)]) -> Sidecar {
         let dir = scratch_dir()
             .expect("scratch dir")
             .join(unique_name("sidecar"));
@@ -65,6 +78,7 @@ impl Sidecar {
             .args(["--config-poll", "100ms"])
             .args(&options.extra_args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
@@ -83,16 +97,14 @@ impl Sidecar {
             });
         }
         let child = cmd.spawn().expect("spawn swiftfed-sidecar");
-        let sidecar = Sidecar {
+        Sidecar {
             child,
             port,
             admin_port,
             dir,
             config_path,
             log_path,
-        };
-        sidecar.wait_ready(Duration::from_secs(20));
-        sidecar
+        }
     }
 
     /// Polls `/ready` until it answers 200, or panics with the log.
