@@ -86,6 +86,13 @@ impl Endpoint {
     }
 }
 
+enum Attempt {
+    Answered(Response<Incoming>),
+    Failed(hyper_util::client::legacy::Error),
+    /// No response head within the first-byte (or idle) timeout.
+    TimedOut,
+}
+
 /// What to send, minus the body.
 pub struct Outgoing {
     pub method: Method,
@@ -171,82 +178,106 @@ impl Upstream {
     }
 
     /// Sends the request to the first endpoint that accepts a connection. A request whose body
-    /// was already (partly) sent is never re-sent.
+    /// was already (partly) sent is never re-sent. A GET/HEAD/OPTIONS that failed on a pooled
+    /// connection the server had just closed is sent once more on a fresh one.
     pub async fn send(
         &self,
         out: &Outgoing,
         body: &BodySlot,
     ) -> Result<(Response<Incoming>, String), UpstreamError> {
         let mut attempts = Vec::new();
+        let idempotent = matches!(out.method, Method::GET | Method::HEAD | Method::OPTIONS);
         for endpoint in self.order() {
-            let progress = crate::body::Progress::new();
-            let gate = out
-                .expect_continue
-                .then(|| Arc::new(ContinueGate::default()));
-            let uri = format!(
-                "{}://{}{}",
-                endpoint.scheme, endpoint.authority, out.path_and_query
-            );
-            let mut req = Request::builder()
-                .method(out.method.clone())
-                .uri(uri)
-                .body(body.attempt(progress.clone(), gate.clone(), CONTINUE_FALLBACK))
-                .map_err(|e| UpstreamError::Build(e.to_string(), self.name.clone()))?;
-            *req.headers_mut() = out.headers.clone();
-            if out.endpoint_host {
-                req.headers_mut().insert(HOST, endpoint.host_header.clone());
-            }
-            if let Some(gate) = gate.clone() {
-                hyper::ext::on_informational(&mut req, move |res| {
-                    if res.status() == StatusCode::CONTINUE {
-                        gate.open();
+            let mut retried = false;
+            loop {
+                match self.attempt(endpoint, out, body).await? {
+                    Attempt::Answered(resp) => {
+                        endpoint.mark(false);
+                        return Ok((resp, endpoint.authority.clone()));
                     }
-                });
-            }
-            let mut response = std::pin::pin!(self.client.request(req));
-            let result = loop {
-                let deadline = progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle);
-                tokio::select! {
-                    r = &mut response => break Ok(r),
-                    _ = tokio::time::sleep_until(deadline) => {
-                        if progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle) <= Instant::now() {
-                            break Err(());
-                        }
+                    Attempt::Failed(e) if e.is_connect() && !body.touched() => {
+                        endpoint.mark(true);
+                        attempts.push((endpoint.authority.clone(), error_chain(&e)));
+                        break;
                     }
-                }
-            };
-            if let Some(gate) = gate {
-                // A final answer without 100 Continue: the body is not wanted.
-                gate.abandon();
-            }
-            match result {
-                Ok(Ok(resp)) => {
-                    endpoint.mark(false);
-                    return Ok((resp, endpoint.authority.clone()));
-                }
-                Ok(Err(e)) if e.is_connect() && !body.touched() => {
-                    endpoint.mark(true);
-                    attempts.push((endpoint.authority.clone(), error_chain(&e)));
-                }
-                Ok(Err(e)) => {
-                    return Err(UpstreamError::Failed {
-                        upstream: self.name.clone(),
-                        endpoint: endpoint.authority.clone(),
-                        error: error_chain(&e),
-                    })
-                }
-                Err(()) => {
-                    return Err(UpstreamError::Timeout {
-                        upstream: self.name.clone(),
-                        endpoint: endpoint.authority.clone(),
-                        timeout: self.timeouts.first_byte,
-                    })
+                    Attempt::Failed(e) if idempotent && !retried && !body.touched() => {
+                        tracing::debug!(endpoint = %endpoint.authority, error = %error_chain(&e), "retrying on a fresh connection");
+                        retried = true;
+                    }
+                    Attempt::Failed(e) => {
+                        return Err(UpstreamError::Failed {
+                            upstream: self.name.clone(),
+                            endpoint: endpoint.authority.clone(),
+                            error: error_chain(&e),
+                        })
+                    }
+                    Attempt::TimedOut => {
+                        return Err(UpstreamError::Timeout {
+                            upstream: self.name.clone(),
+                            endpoint: endpoint.authority.clone(),
+                            timeout: self.timeouts.first_byte,
+                        })
+                    }
                 }
             }
         }
         Err(UpstreamError::Unavailable {
             upstream: self.name.clone(),
             attempts,
+        })
+    }
+
+    /// One try on one endpoint.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        out: &Outgoing,
+        body: &BodySlot,
+    ) -> Result<Attempt, UpstreamError> {
+        let progress = crate::body::Progress::new();
+        let gate = out
+            .expect_continue
+            .then(|| Arc::new(ContinueGate::default()));
+        let uri = format!(
+            "{}://{}{}",
+            endpoint.scheme, endpoint.authority, out.path_and_query
+        );
+        let mut req = Request::builder()
+            .method(out.method.clone())
+            .uri(uri)
+            .body(body.attempt(progress.clone(), gate.clone(), CONTINUE_FALLBACK))
+            .map_err(|e| UpstreamError::Build(e.to_string(), self.name.clone()))?;
+        *req.headers_mut() = out.headers.clone();
+        if out.endpoint_host {
+            req.headers_mut().insert(HOST, endpoint.host_header.clone());
+        }
+        if let Some(gate) = gate.clone() {
+            hyper::ext::on_informational(&mut req, move |res| {
+                if res.status() == StatusCode::CONTINUE {
+                    gate.open();
+                }
+            });
+        }
+        let mut response = std::pin::pin!(self.client.request(req));
+        let result = loop {
+            let deadline = progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle);
+            tokio::select! {
+                r = &mut response => break Ok(r),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if progress.head_deadline(self.timeouts.first_byte, self.timeouts.idle) <= Instant::now() {
+                        break Err(());
+                    }
+                }
+            }
+        };
+        if let Some(gate) = gate {
+            // A final answer without 100 Continue: the body is not wanted.
+            gate.abandon();
+        }
+        Ok(match result {
+            Ok(Ok(resp)) => Attempt::Answered(resp),
+            Ok(Err(e)) => Attempt::Failed(e),
+            Err(()) => Attempt::TimedOut,
         })
     }
 }
