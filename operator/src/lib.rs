@@ -15,6 +15,7 @@ pub mod status;
 pub mod sync;
 #[doc(hidden)]
 pub mod testing;
+pub mod webhook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -40,6 +40,8 @@ enum Command {
         /// How often an in-sync federation is checked again (cluster probes, drift).
         #[arg(long, env = "SWIFTFED_RESYNC", default_value = "5m", value_parser = duration)]
         resync: std::time::Duration,
+        #[command(flatten)]
+        webhook: Box<WebhookArgs>,
     },
     /// Print the ClusterFederation CustomResourceDefinition (YAML).
     Crdgen,
@@ -67,8 +69,115 @@ enum Command {
     },
 }
 
+/// The sidecar-injection webhook (HTTPS) and what it injects.
+#[derive(clap::Args, Debug)]
+struct WebhookArgs {
+    /// Address of the injection webhook (HTTPS, path /mutate). Disabled when absent.
+    #[arg(long, env = "SWIFTFED_WEBHOOK_LISTEN")]
+    webhook_listen: Option<std::net::SocketAddr>,
+    /// Serve the certificate in these files (cert-manager) instead of issuing one.
+    #[arg(
+        long,
+        env = "SWIFTFED_WEBHOOK_CERT_FILE",
+        requires = "webhook_key_file"
+    )]
+    webhook_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "SWIFTFED_WEBHOOK_KEY_FILE",
+        requires = "webhook_cert_file"
+    )]
+    webhook_key_file: Option<PathBuf>,
+    /// Secret the issued certificate is kept in (in the lease namespace).
+    #[arg(
+        long,
+        env = "SWIFTFED_WEBHOOK_SECRET",
+        default_value = "swiftfed-webhook-tls"
+    )]
+    webhook_secret: String,
+    /// The webhook's Service name (the certificate carries its DNS names).
+    #[arg(
+        long,
+        env = "SWIFTFED_WEBHOOK_SERVICE",
+        default_value = "swiftfed-webhook"
+    )]
+    webhook_service: String,
+    /// The MutatingWebhookConfiguration whose caBundle the operator keeps current.
+    #[arg(
+        long,
+        env = "SWIFTFED_WEBHOOK_CONFIGURATION",
+        default_value = "swiftfed-sidecar-injector"
+    )]
+    webhook_configuration: String,
+    /// Sidecar image injected into proxy pods.
+    #[arg(
+        long,
+        env = "SWIFTFED_SIDECAR_IMAGE",
+        default_value = "swiftfed-sidecar:latest"
+    )]
+    sidecar_image: String,
+    #[arg(
+        long,
+        env = "SWIFTFED_SIDECAR_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    sidecar_image_pull_policy: String,
+    /// Port the injected sidecar takes Swift traffic on (point the Service's targetPort here).
+    #[arg(long, env = "SWIFTFED_SIDECAR_LISTEN_PORT", default_value_t = 8090)]
+    sidecar_listen_port: u16,
+    /// The Swift proxy's port when a pod has no swiftfed.io/proxy-port annotation.
+    #[arg(long, env = "SWIFTFED_DEFAULT_PROXY_PORT", default_value_t = 8080)]
+    default_proxy_port: u16,
+    /// Inject a native sidecar (init container with restartPolicy Always; Kubernetes >= 1.29).
+    #[arg(long, env = "SWIFTFED_NATIVE_SIDECAR", default_value_t = true, action = clap::ArgAction::Set)]
+    native_sidecar: bool,
+    /// Sidecar resources as JSON (a ResourceRequirements object).
+    #[arg(
+        long,
+        env = "SWIFTFED_SIDECAR_RESOURCES",
+        default_value = r#"{"requests":{"cpu":"50m","memory":"32Mi"},"limits":{"memory":"128Mi"}}"#
+    )]
+    sidecar_resources: String,
+}
+
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     swiftfed_crds::routing::parse_duration(text)
+}
+
+fn webhook_options(
+    args: WebhookArgs,
+    namespace: &str,
+    admin_port: u16,
+) -> Result<Option<swiftfed_operator::run::WebhookOptions>, String> {
+    use swiftfed_operator::run::WebhookCertificate;
+    let Some(listen) = args.webhook_listen else {
+        return Ok(None);
+    };
+    let resources = serde_json::from_str(&args.sidecar_resources)
+        .map_err(|e| format!("--sidecar-resources is not a ResourceRequirements object: {e}"))?;
+    let injector = swiftfed_operator::inject::InjectorConfig {
+        image: args.sidecar_image,
+        image_pull_policy: args.sidecar_image_pull_policy,
+        listen_port: args.sidecar_listen_port,
+        admin_port,
+        default_proxy_port: args.default_proxy_port,
+        native_sidecar: args.native_sidecar,
+        resources,
+    };
+    let certificate = match (args.webhook_cert_file, args.webhook_key_file) {
+        (Some(cert), Some(key)) => WebhookCertificate::Files { cert, key },
+        _ => WebhookCertificate::Managed {
+            namespace: namespace.to_string(),
+            secret: args.webhook_secret,
+            service: args.webhook_service,
+            configuration: args.webhook_configuration,
+        },
+    };
+    Ok(Some(swiftfed_operator::run::WebhookOptions {
+        listen,
+        certificate,
+        injector,
+    }))
 }
 
 fn init_logging() {
@@ -93,9 +202,18 @@ fn main() -> ExitCode {
             sidecar_admin_port,
             push_concurrency,
             resync,
+            webhook,
         } => {
             init_logging();
+            let webhook = match webhook_options(*webhook, &lease_namespace, sidecar_admin_port) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("swiftfed-operator: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let options = swiftfed_operator::run::RunOptions {
+                webhook,
                 metrics_listen,
                 lease_namespace,
                 lease_name,

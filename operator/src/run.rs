@@ -23,7 +23,29 @@ use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::sync::Syncer;
 
+pub struct WebhookOptions {
+    pub listen: SocketAddr,
+    pub certificate: WebhookCertificate,
+    pub injector: crate::inject::InjectorConfig,
+}
+
+pub enum WebhookCertificate {
+    /// cert-manager: files from a mounted Secret.
+    Files {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+    /// Issued by the operator into `secret` (in `namespace`), trusted through `configuration`.
+    Managed {
+        namespace: String,
+        secret: String,
+        service: String,
+        configuration: String,
+    },
+}
+
 pub struct RunOptions {
+    pub webhook: Option<WebhookOptions>,
     pub metrics_listen: SocketAddr,
     pub lease_namespace: String,
     pub lease_name: String,
@@ -42,6 +64,47 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
     let leading = Arc::new(AtomicBool::new(false));
     serve_health(options.metrics_listen, metrics.clone(), leading.clone()).await?;
 
+    // Every replica serves the webhook (the Service spreads over them); only the leader issues.
+    let mut issuer = None;
+    if let Some(webhook) = &options.webhook {
+        let source = Arc::new(match &webhook.certificate {
+            WebhookCertificate::Files { cert, key } => crate::webhook::CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            WebhookCertificate::Managed {
+                namespace,
+                secret,
+                service,
+                configuration,
+            } => crate::webhook::CertSource::Managed(Arc::new(crate::webhook::CertManager {
+                client: client.clone(),
+                namespace: namespace.clone(),
+                secret: secret.clone(),
+                service: service.clone(),
+                webhook_configuration: configuration.clone(),
+                validity: Duration::from_secs(365 * 24 * 3600),
+                rotate_before: Duration::from_secs(30 * 24 * 3600),
+            })),
+        });
+        let tls = Arc::new(std::sync::RwLock::new(
+            crate::webhook::placeholder_config().map_err(|e| e.to_string())?,
+        ));
+        let (loaded_tx, _loaded_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::webhook::keep_loaded(
+            source.clone(),
+            tls.clone(),
+            Duration::from_secs(30),
+            loaded_tx,
+        ));
+        crate::webhook::serve(webhook.listen, tls, Arc::new(webhook.injector.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let crate::webhook::CertSource::Managed(manager) = source.as_ref() {
+            issuer = Some(manager.clone());
+        }
+    }
+
     let elector = LeaderElector::new(
         client.clone(),
         &options.lease_namespace,
@@ -54,6 +117,12 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         _ = terminated() => return Ok(()),
     }
     leading.store(true, Ordering::Release);
+    if let Some(manager) = issuer {
+        tokio::spawn(crate::webhook::keep_issued(
+            manager,
+            Duration::from_secs(3600),
+        ));
+    }
 
     let mut pusher = Pusher::default();
     pusher.concurrency = options.push_concurrency;

@@ -60,7 +60,21 @@ impl FakeApi {
                     key
                 };
                 let mut object = self.objects.get(&key).cloned().unwrap_or(json!({}));
-                if status_only {
+                if body.is_array() {
+                    // A JSON patch (RFC 6902).
+                    let Ok(patch) = serde_json::from_value::<json_patch::Patch>(body) else {
+                        return (
+                            422,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "message": "bad JSON patch"}),
+                        );
+                    };
+                    if json_patch::patch(&mut object, &patch).is_err() {
+                        return (
+                            422,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "message": "JSON patch does not apply"}),
+                        );
+                    }
+                } else if status_only {
                     object["status"] = body["status"].clone();
                 } else {
                     merge(&mut object, &body);
