@@ -409,3 +409,52 @@ fn status_output_lists_pods() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_updated_spec_gets_a_newer_revision() {
+    let fed = federation(
+        json!(["swiftfed.io/routes"]),
+        false,
+        json!({"mode": "Passthrough"}),
+    );
+    let previous = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "swiftfed-routing", "annotations": {"swiftfed.io/revision": "1", "swiftfed.io/config-hash": "hash-of-the-old-spec"}}});
+    let (client, server) = mock(vec![
+        step(
+            "GET",
+            FED,
+            200,
+            list("ClusterFederationList", vec![fed.clone()]),
+        ),
+        step("GET", &format!("{SECRETS}/swiftfed-routing"), 200, previous),
+        step(
+            "PATCH",
+            &format!("{SECRETS}/swiftfed-routing"),
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "swiftfed-routing"}}),
+        ),
+        step(
+            "GET",
+            &format!("{SECRETS}/swiftfed-admin-token"),
+            200,
+            admin_token(),
+        ),
+        step("GET", PODS, 200, list("PodList", vec![])),
+        step("PATCH", &format!("{FED}/f/status"), 200, fed.clone()),
+    ]);
+    let parsed: ClusterFederation = serde_json::from_value(fed).expect("federation");
+    reconcile(Arc::new(parsed), context(client))
+        .await
+        .expect("reconcile");
+    let recorded = server.await.expect("mock server");
+    let secret = &recorded.calls[2].3;
+    assert_eq!(
+        secret["metadata"]["annotations"]["swiftfed.io/revision"],
+        "2"
+    );
+    assert_eq!(decode_routing(secret)["revision"], 2);
+    let status = &recorded.calls[5].3["status"];
+    assert_eq!(status["revision"], 2);
+    // No sidecars selected: nothing to wait for, so the federation is Ready.
+    assert_eq!(condition(status, "Ready")["status"], "True");
+}
