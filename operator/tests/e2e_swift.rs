@@ -3,7 +3,6 @@
 //! pods, and real Swift clusters. A federation created → objects of its routed containers land
 //! in the target cluster through every sidecar; deleted → they stay local again.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,24 +15,9 @@ use swiftfed_operator::metrics::Metrics;
 use swiftfed_operator::push::Pusher;
 use swiftfed_operator::sync::Syncer;
 use swiftfed_operator::testing::{serve, FakeApi};
-use swiftfed_tests::{free_port, http_request, scratch_dir, shared_pair, unique_name};
+use swiftfed_tests::{free_port, http_request, scratch_dir, shared_pair, sidecar_bin, unique_name};
 
 const TOKEN: &str = "e2e-admin-token";
-
-fn sidecar_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("swiftfed-sidecar");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p swiftfed-sidecar` first (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Sidecar {
     child: Child,

@@ -1,28 +1,14 @@
 //! The pusher against real `swiftfed-sidecar` processes: ACK, NACK with reasons, retries with
 //! backoff for an unreachable sidecar, a restarted sidecar catching up, and removal of routes.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use swiftfed_operator::push::{Outcome, Pusher, Target};
-use swiftfed_tests::{free_port, http_request, scratch_dir, unique_name};
+use swiftfed_tests::{free_port, http_request, scratch_dir, sidecar_bin, unique_name};
 
 const TOKEN: &str = "push-test-token";
-
-/// The sidecar binary next to this test's target directory (`scripts/test` builds it first).
-fn sidecar_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("swiftfed-sidecar");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p swiftfed-sidecar` first (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Sidecar {
     child: Child,

@@ -506,60 +506,7 @@ fn https(
         Err(e) if e.kind() == ErrorKind::UnexpectedEof && !raw.is_empty() => {}
         Err(e) => return Err(format!("read: {e}")),
     }
-    parse_response(&raw, method == "HEAD")
-}
-
-fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("response ended inside the headers")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "non-UTF-8 head")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if head_only {
-        body.clear();
-    } else if chunked {
-        let mut out = Vec::new();
-        let mut data = body.as_slice();
-        loop {
-            let line_end = data
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("truncated chunk size")?;
-            let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| "chunk size")?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| "bad chunk size")?;
-            data = &data[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            if data.len() < size + 2 {
-                return Err("truncated chunk".into());
-            }
-            out.extend_from_slice(&data[..size]);
-            data = &data[size + 2..];
-        }
-        body = out;
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    swiftfed_tests::parse_response(&raw, method == "HEAD")
 }
 
 /// A directory for certificate files.

@@ -162,3 +162,20 @@ pub(crate) fn random_hex() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The `swiftfed-sidecar` binary of the test's own build (`target/<profile>/`), for tests of
+/// other crates that drive real sidecars; `scripts/test` builds it before the tests.
+pub fn sidecar_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("swiftfed-sidecar");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p swiftfed-sidecar` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}

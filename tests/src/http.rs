@@ -99,7 +99,8 @@ fn split_url(url: &str) -> Option<(&str, &str)> {
     })
 }
 
-fn parse_response(raw: &[u8], head_only: bool) -> std::result::Result<HttpResponse, String> {
+/// Parses a raw HTTP/1.1 response (sized, chunked or read to EOF); `head_only` for HEAD.
+pub fn parse_response(raw: &[u8], head_only: bool) -> std::result::Result<HttpResponse, String> {
     let end = find(raw, b"\r\n\r\n").ok_or("response ended inside the headers")?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| "non-UTF-8 response head")?;
     let mut lines = head.split("\r\n");
