@@ -81,7 +81,9 @@ impl ApiPath {
 
     /// The RBAC verb of `method` on this path (`query` tells a watch from a list).
     pub fn access(&self, method: &str, query: &str) -> Access {
-        let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+        let watch = query
+            .split('&')
+            .any(|p| p == "watch=true" || p == "watch=1");
         let verb = match (method, self.name.is_some()) {
             ("GET", _) if watch => "watch",
             ("GET", true) => "get",
@@ -117,8 +119,15 @@ impl FakeApi {
         if let Some(p) = &parsed {
             self.accesses.insert(p.access(method, query));
         }
-        if method == "GET" && query.split('&').any(|p| p == "watch=true" || p == "watch=1") {
-            return (410, status(410, "Expired", "watch not served here: list again"));
+        if method == "GET"
+            && query
+                .split('&')
+                .any(|p| p == "watch=true" || p == "watch=1")
+        {
+            return (
+                410,
+                status(410, "Expired", "watch not served here: list again"),
+            );
         }
         self.answer(method, path, body)
     }

@@ -29,17 +29,31 @@ fn cel_errors(object: &Value) -> Vec<String> {
     }
 }
 
+/// The CRD is committed twice, byte for byte: for `kubectl apply` and in the Helm chart's
+/// `crds/` folder. `SWIFTFED_BLESS=1 cargo test -p swiftfed-operator --test crd` rewrites both
+/// from the types.
+const CRD_COPIES: [&str; 2] = [
+    "deploy/crds/clusterfederations.swiftfed.io.yaml",
+    "deploy/helm/swiftfed/crds/clusterfederations.swiftfed.io.yaml",
+];
+
 #[test]
 fn committed_crd_matches_the_types() {
-    let path = root().join("deploy/crds/clusterfederations.swiftfed.io.yaml");
-    let committed = std::fs::read_to_string(&path).expect("committed CRD");
     let generated = swiftfed_operator::cli::crdgen().expect("crdgen");
-    assert!(
-        committed == generated,
-        "{} is stale: run `cargo run -p swiftfed-operator -- crdgen > {}`",
-        path.display(),
-        path.display()
-    );
+    let bless = std::env::var_os("SWIFTFED_BLESS").is_some_and(|v| v == "1");
+    for copy in CRD_COPIES {
+        let path = root().join(copy);
+        if bless {
+            std::fs::write(&path, &generated).expect("write the CRD");
+        }
+        let committed = std::fs::read_to_string(&path).expect("committed CRD");
+        assert!(
+            committed == generated,
+            "{} is stale: run `SWIFTFED_BLESS=1 cargo test -p swiftfed-operator --test crd` \
+             (writes every copy of the CRD)",
+            path.display(),
+        );
+    }
 }
 
 #[test]

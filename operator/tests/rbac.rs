@@ -187,9 +187,13 @@ async fn record_operator_flows() -> (BTreeSet<Access>, BTreeSet<Access>) {
         validity: Duration::from_secs(365 * 24 * 3600),
         rotate_before: Duration::from_secs(30 * 24 * 3600),
     };
-    manager.ensure().await.expect("issue the webhook certificate");
+    manager
+        .ensure()
+        .await
+        .expect("issue the webhook certificate");
     assert!(
-        api.lock().expect("api").objects[MWC]["webhooks"][1]["clientConfig"]["caBundle"].is_string(),
+        api.lock().expect("api").objects[MWC]["webhooks"][1]["clientConfig"]["caBundle"]
+            .is_string(),
         "caBundle published"
     );
     let all = accesses(&api);
@@ -218,7 +222,11 @@ impl Grant {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -227,7 +235,10 @@ fn strings(v: &Value) -> Vec<String> {
 fn granted(rendered: &helm::Rendered) -> Vec<Grant> {
     let sa = rendered.of_kind("ServiceAccount")[0]["metadata"]["name"].clone();
     let mut out = Vec::new();
-    for (role_kind, binding_kind) in [("ClusterRole", "ClusterRoleBinding"), ("Role", "RoleBinding")] {
+    for (role_kind, binding_kind) in [
+        ("ClusterRole", "ClusterRoleBinding"),
+        ("Role", "RoleBinding"),
+    ] {
         for role in rendered.of_kind(role_kind) {
             let name = &role["metadata"]["name"];
             let bound = rendered.of_kind(binding_kind).iter().any(|b| {
@@ -241,7 +252,10 @@ fn granted(rendered: &helm::Rendered) -> Vec<Grant> {
                         })
                     })
             });
-            assert!(bound, "{role_kind} {name} is not bound to the operator's ServiceAccount");
+            assert!(
+                bound,
+                "{role_kind} {name} is not bound to the operator's ServiceAccount"
+            );
             let namespace = (role_kind == "Role").then(|| {
                 role["metadata"]["namespace"]
                     .as_str()
@@ -253,7 +267,10 @@ fn granted(rendered: &helm::Rendered) -> Vec<Grant> {
                 for group in strings(&rule["apiGroups"]) {
                     for resource in strings(&rule["resources"]) {
                         for verb in strings(&rule["verbs"]) {
-                            assert!(verb != "*" && resource != "*" && group != "*", "wildcard rule {rule}");
+                            assert!(
+                                verb != "*" && resource != "*" && group != "*",
+                                "wildcard rule {rule}"
+                            );
                             let grant = |name: Option<String>| Grant {
                                 namespace: namespace.clone(),
                                 group: group.clone(),
@@ -290,9 +307,14 @@ fn compare(grants: &[Grant], used: &BTreeSet<Access>) -> (Vec<String>, Vec<Strin
         if users.is_empty() {
             extra.push(format!("{g:?}: nothing uses it"));
         } else if g.namespace.is_none()
-            && users.iter().all(|a| a.namespace.as_deref() == Some(helm::NAMESPACE))
+            && users
+                .iter()
+                .all(|a| a.namespace.as_deref() == Some(helm::NAMESPACE))
         {
-            extra.push(format!("{g:?}: cluster-wide, but used only in {}", helm::NAMESPACE));
+            extra.push(format!(
+                "{g:?}: cluster-wide, but used only in {}",
+                helm::NAMESPACE
+            ));
         }
     }
     (missing, extra)
