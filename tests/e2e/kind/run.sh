@@ -134,7 +134,8 @@ ca_bundle_published() {
 wait_for "the operator to publish the webhook caBundle" 120 ca_bundle_published
 
 step "4. two Swift clusters: ${EAST} (to be federated) and ${WEST} (the archive)"
-# $1 namespace, $2 tempauth users, $3 Service targetPort (east: the sidecar's port "swiftfed")
+# $1 namespace, $2 tempauth users, $3 Service targetPort (east: the sidecar's port 8090, by number:
+# Services resolve named ports of native sidecars only from Kubernetes 1.32 on)
 swift_cluster() {
     kubectl create namespace "$1"
     kubectl apply -f - <<YAML
@@ -178,7 +179,7 @@ spec:
   ports: [{name: swift, port: 8080, targetPort: swift}]
 YAML
 }
-swift_cluster "$EAST" "test:tester:testing:.admin" swiftfed
+swift_cluster "$EAST" "test:tester:testing:.admin" 8090
 swift_cluster "$WEST" "test:tester:testing:.admin;test:sidecar:sidecar-key:.admin" swift
 for ns in "$EAST" "$WEST"; do
     kubectl -n "$ns" rollout status deployment/swift-proxy --timeout=300s
@@ -248,7 +249,9 @@ federation_ready() {
     [ "$ready" = True ] && [ "${selected:-0}" -ge 1 ] && [ "$in_sync" = "$selected" ] &&
         [ "$missing" = 0 ]
 }
-wait_for "ClusterFederation archive Ready with every sidecar in sync" 180 federation_ready
+# The admin token Secret reaches the sidecar through the kubelet's volume sync (up to a minute or
+# so); until then pushes are refused and retried every 5 s.
+wait_for "ClusterFederation archive Ready with every sidecar in sync" 300 federation_ready
 
 step "7. python-swiftclient through ${EAST}'s sidecar; where did the objects land?"
 client() { kubectl -n "$EAST" exec client -- "$@"; }
@@ -258,7 +261,7 @@ swift_at() {
     shift 3
     client swift -A "${url}/auth/v1.0" -U "$user" -K "$key" "$@"
 }
-front="http://swift.${EAST}.svc:8080"       # the sidecar (Service targetPort swiftfed)
+front="http://swift.${EAST}.svc:8080" # the sidecar (Service targetPort 8090)
 east_direct="http://swift-direct.${EAST}.svc:8080"
 west_direct="http://swift.${WEST}.svc:8080"
 via_sidecar() { swift_at "$front" test:tester testing "$@"; }
