@@ -1,5 +1,7 @@
 //! Renders deploy/helm/swiftfed with the real Helm engine (PyPI helm-python-sdk, installed into
 //! the test venv by scripts/install-test-deps) and parses what it rendered.
+// Included by two test binaries (chart.rs, rbac.rs); each uses only part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
