@@ -545,6 +545,24 @@ fn every_value_set_renders_validates_and_is_wired() {
 }
 
 #[test]
+fn chart_passes_helm_lint_strict() {
+    for (label, values) in value_sets() {
+        let report = helm::lint(&values);
+        // Severity 1 is information ("icon is recommended"); 2 and up are warnings and errors.
+        let problems: Vec<&Value> = report["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
+            .collect();
+        assert!(
+            problems.is_empty() && report["errors"].as_array().is_none_or(Vec::is_empty),
+            "{label}: helm lint --strict: {report}"
+        );
+    }
+}
+
+#[test]
 fn values_schema_refuses_bad_values_readably() {
     let cases = [
         (

@@ -58,9 +58,8 @@ struct Crd {
     data: String,
 }
 
-/// Renders with `values` (merged over values.yaml). `Err` carries Helm's own message, e.g. a
-/// values.schema.json violation.
-pub fn render(values: &Value) -> Result<Rendered, String> {
+/// Runs render_chart.py with `values` on stdin; its JSON answer.
+fn run_helm(values: &Value, extra: &[&str]) -> Vec<u8> {
     let python = swiftfed_tests::venv_bin("python");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/render_chart.py");
     let mut child = Command::new(&python)
@@ -68,6 +67,7 @@ pub fn render(values: &Value) -> Result<Rendered, String> {
         .arg(chart_dir())
         .arg(RELEASE)
         .arg(NAMESPACE)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -90,7 +90,19 @@ pub fn render(values: &Value) -> Result<Rendered, String> {
         "render_chart.py failed (is helm-python-sdk installed? scripts/install-test-deps): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let output: Output = serde_json::from_slice(&out.stdout).expect("renderer JSON");
+    out.stdout
+}
+
+/// `helm lint --strict` (Kubernetes 1.29): Helm's report (`messages` with `severity`, `errors`).
+pub fn lint(values: &Value) -> Value {
+    serde_json::from_slice(&run_helm(values, &["--lint"])).expect("lint JSON")
+}
+
+/// Renders with `values` (merged over values.yaml). `Err` carries Helm's own message, e.g. a
+/// values.schema.json violation.
+pub fn render(values: &Value) -> Result<Rendered, String> {
+    let stdout = run_helm(values, &[]);
+    let output: Output = serde_json::from_slice(&stdout).expect("renderer JSON");
     if !output.ok {
         return Err(output.error);
     }
