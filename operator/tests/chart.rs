@@ -544,6 +544,94 @@ fn every_value_set_renders_validates_and_is_wired() {
     }
 }
 
+/// Kubernetes' label selector semantics (matchLabels and matchExpressions; `NotIn` and
+/// `DoesNotExist` match a missing label), as the API server applies the webhook's selectors.
+fn selects(selector: &Value, labels: &serde_json::Map<String, Value>) -> bool {
+    let by_labels = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let by_expressions = selector["matchExpressions"].as_array().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let key = e["key"].as_str().expect("key");
+            let values = strings(&e["values"]);
+            let value = labels.get(key).and_then(Value::as_str);
+            match e["operator"].as_str().expect("operator") {
+                "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("unknown operator {other}"),
+            }
+        })
+    });
+    by_labels && by_expressions
+}
+
+/// Which webhook entries the API server would call for a pod, given its namespace's labels (with
+/// the kubernetes.io/metadata.name label the API server sets) and the pod's labels.
+fn called(
+    r: &Rendered,
+    namespace: &str,
+    ns_inject: Option<&str>,
+    pod_inject: Option<&str>,
+) -> Vec<String> {
+    let mut ns_labels = serde_json::Map::new();
+    ns_labels.insert("kubernetes.io/metadata.name".into(), json!(namespace));
+    if let Some(v) = ns_inject {
+        ns_labels.insert("swiftfed.io/inject".into(), json!(v));
+    }
+    let mut pod_labels = serde_json::Map::new();
+    pod_labels.insert("app".into(), json!("swift-proxy"));
+    if let Some(v) = pod_inject {
+        pod_labels.insert("swiftfed.io/inject".into(), json!(v));
+    }
+    let mwc = r.find("MutatingWebhookConfiguration", "swiftfed-sidecar-injector");
+    mwc["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .filter(|w| selects(&w["namespaceSelector"], &ns_labels))
+        .filter(|w| selects(&w["objectSelector"], &pod_labels))
+        .map(|w| w["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+#[test]
+fn webhook_is_called_only_for_pods_that_asked_for_injection() {
+    let r = render_ok(&json!({}));
+    let once = |hooks: Vec<String>, which: &str| hooks == vec![which.to_string()];
+    // Asked for: exactly one entry answers (never two patches for one pod).
+    assert!(once(
+        called(&r, "swift", Some("enabled"), None),
+        "namespaces.swiftfed.io"
+    ));
+    assert!(once(
+        called(&r, "swift", Some("enabled"), Some("enabled")),
+        "namespaces.swiftfed.io"
+    ));
+    assert!(once(
+        called(&r, "swift", None, Some("enabled")),
+        "pods.swiftfed.io"
+    ));
+    // Not asked for, or opted out: no call, so failurePolicy Fail cannot block these pods.
+    assert!(called(&r, "swift", None, None).is_empty());
+    assert!(called(&r, "swift", Some("enabled"), Some("disabled")).is_empty());
+    assert!(called(&r, "swift", Some("disabled"), None).is_empty());
+    // System namespaces and the operator's own: never, whatever their labels say.
+    for ns in ["kube-system", "kube-public", NAMESPACE] {
+        for (ns_inject, pod_inject) in [
+            (Some("enabled"), None),
+            (None, Some("enabled")),
+            (Some("enabled"), Some("enabled")),
+        ] {
+            assert!(
+                called(&r, ns, ns_inject, pod_inject).is_empty(),
+                "{ns} {ns_inject:?} {pod_inject:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn chart_passes_helm_lint_strict() {
     for (label, values) in value_sets() {
