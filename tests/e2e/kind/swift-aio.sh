@@ -111,13 +111,40 @@ for ring in account:6202 container:6201 object:6200; do
     fi
 done
 
+stop_children() {
+    local listed children
+    listed="$(jobs -p)"
+    [ -n "$listed" ] || return 0
+    mapfile -t children <<<"$listed"
+    kill "${children[@]}" 2>/dev/null || true
+}
+# PID 1 in the container: without a handler SIGTERM would be ignored until the kubelet's SIGKILL.
+trap 'stop_children; exit 0' TERM INT
+# -v: the servers log to stderr too (kubectl logs), not only to a syslog the image does not run.
 memcached -l 127.0.0.1 -p 11211 -U 0 &
-swift-account-server "$conf/account-server.conf" &
-swift-container-server "$conf/container-server.conf" &
-swift-object-server "$conf/object-server.conf" &
-swift-proxy-server "$conf/proxy-server.conf" &
+swift-account-server "$conf/account-server.conf" -v &
+swift-container-server "$conf/container-server.conf" -v &
+swift-object-server "$conf/object-server.conf" -v &
+# The proxy (and so the pod's readiness on /healthcheck) comes up only once every backend
+# listens: a ready pod answers requests instead of 503s.
+for port in 11211 6202 6201 6200; do
+    tries=0
+    until (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 300 ]; then
+            echo "swift-aio: nothing listens on 127.0.0.1:${port} after 60 s" >&2
+            stop_children
+            exit 1
+        fi
+        sleep 0.2
+    done
+done
+swift-proxy-server "$conf/proxy-server.conf" -v &
 echo "swift-aio: proxy on 0.0.0.0:8080"
-# Any server that stops ends the pod (the kubelet restarts it).
-wait -n
-echo "swift-aio: a server exited" >&2
+# Any server that stops ends the pod (the kubelet restarts it). `|| status=$?`: under set -e a
+# failed child would end the script before it says which.
+status=0
+wait -n || status=$?
+echo "swift-aio: a server exited (status ${status})" >&2
+stop_children
 exit 1
