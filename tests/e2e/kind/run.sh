@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # swiftfed end to end on a throwaway kind cluster, the way a user installs it:
+#   0. build the operator's cluster tests (step 9) before any cluster exists
 #   1. create a kind cluster (its own kubeconfig; your current context is not touched)
 #   2. build the operator, sidecar and Swift images (deploy/docker/Dockerfile.*,
 #      tests/e2e/kind/Dockerfile.swift from Debian's swift packages) and load them into kind
@@ -56,6 +57,9 @@ for tool in docker kind kubectl helm cargo; do
     need "$tool"
 done
 
+step "0. building the operator's cluster tests first (a compile error costs no cluster)"
+cargo test -p swiftfed-operator --test cluster --no-run
+
 workdir="$(mktemp -d)"
 export KUBECONFIG="${workdir}/kubeconfig"
 created=0
@@ -66,6 +70,9 @@ diagnostics() {
     kubectl -n "$EAST" get clusterfederations -o yaml >&2 || true
     kubectl -n "$SYSTEM_NS" logs -l app.kubernetes.io/component=operator --tail=100 --prefix >&2 || true
     kubectl -n "$EAST" logs -l app=swift-proxy -c swiftfed-sidecar --tail=50 --prefix >&2 || true
+    for ns in "$EAST" "$WEST"; do
+        kubectl -n "$ns" logs -l app=swift-proxy -c swift --tail=50 --prefix >&2 || true
+    done
     kubectl get events -A --sort-by=.lastTimestamp >&2 || true
 }
 
@@ -92,9 +99,12 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 step "1. creating kind cluster ${CLUSTER}"
-if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+existing="$(kind get clusters 2>/dev/null)"
+if grep -qx "$CLUSTER" <<<"$existing"; then
     fail "a kind cluster named ${CLUSTER} exists already; delete it or set SWIFTFED_KIND_CLUSTER"
 fi
 create_args=(create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s)
@@ -126,12 +136,26 @@ ready_replicas="$(kubectl -n "$SYSTEM_NS" get deployment swiftfed-operator -o js
 kubectl get crd clusterfederations.swiftfed.io >/dev/null || fail "the chart did not install the CRD"
 
 ca_bundle_published() {
-    local bundle
-    bundle="$(kubectl get mutatingwebhookconfiguration swiftfed-sidecar-injector \
-        -o jsonpath='{.webhooks[0].caBundle}')"
-    [ -n "$bundle" ]
+    local bundles
+    bundles="$(kubectl get mutatingwebhookconfiguration swiftfed-sidecar-injector \
+        -o jsonpath='{range .webhooks[*]}{.clientConfig.caBundle}{"\n"}{end}')"
+    # Two entries (namespaces.swiftfed.io, pods.swiftfed.io), both with a caBundle.
+    [ "$(grep -c . <<<"$bundles")" -eq 2 ]
 }
 wait_for "the operator to publish the webhook caBundle" 120 ca_bundle_published
+# Every replica serves the webhook but only the leader issues the certificate; the standby
+# re-reads the Secret every 30 s. Until both serve it, a pod creation that lands on the
+# standby fails the TLS handshake (failurePolicy Fail).
+certificate_loaded_everywhere() {
+    local pods pod logs
+    pods="$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator -o name)"
+    [ "$(grep -c . <<<"$pods")" -eq 2 ] || return 1
+    for pod in $pods; do
+        logs="$(kubectl -n "$SYSTEM_NS" logs "$pod")" || return 1
+        [[ "$logs" == *"webhook certificate loaded"* ]] || return 1
+    done
+}
+wait_for "both operator replicas to serve the webhook certificate" 120 certificate_loaded_everywhere
 
 step "4. two Swift clusters: ${EAST} (to be federated) and ${WEST} (the archive)"
 # $1 namespace, $2 tempauth users, $3 Service targetPort (east: the sidecar's port 8090, by number:
@@ -193,21 +217,23 @@ step "5. labelling ${EAST}'s proxy pods for injection"
 injection_answers() {
     # A server-side dry run goes through the webhook: once it injects, the webhook serves the
     # certificate the API server trusts.
-    kubectl -n "$EAST" run injection-probe --image="$SWIFT_IMAGE" --restart=Never \
+    local names
+    names="$(kubectl -n "$EAST" run injection-probe --image="$SWIFT_IMAGE" --restart=Never \
         --labels=swiftfed.io/inject=enabled --dry-run=server \
-        -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}' 2>/dev/null |
-        grep -qw swiftfed-sidecar
+        -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}' 2>/dev/null)" ||
+        return 1
+    [[ " $names " == *" swiftfed-sidecar "* ]]
 }
 wait_for "the webhook to inject" 120 injection_answers
 kubectl -n "$EAST" patch deployment swift-proxy --type=merge \
     -p '{"spec":{"template":{"metadata":{"labels":{"swiftfed.io/inject":"enabled"}}}}}'
 kubectl -n "$EAST" rollout status deployment/swift-proxy --timeout=300s
 east_pods="$(kubectl -n "$EAST" get pods -l app=swift-proxy,swiftfed.io/inject=enabled \
-    -o jsonpath='{range .items[*]}{.metadata.name}={.spec.initContainers[*].name},{.spec.containers[*].name}{"\n"}{end}')"
+    -o jsonpath='{range .items[*]}{.metadata.name}={.spec.initContainers[*].name} {.spec.containers[*].name}{"\n"}{end}')"
 echo "$east_pods"
 [ -n "$east_pods" ] || fail "no labelled proxy pod in ${EAST}"
 while IFS= read -r line; do
-    [[ ",${line#*=}," == *,swiftfed-sidecar,* ]] || fail "pod ${line%%=*} has no swiftfed-sidecar"
+    [[ " ${line#*=} " == *" swiftfed-sidecar "* ]] || fail "pod ${line%%=*} has no swiftfed-sidecar"
 done <<<"$east_pods"
 west_pods="$(kubectl -n "$WEST" get pods -l app=swift-proxy \
     -o jsonpath='{.items[*].spec.initContainers[*].name} {.items[*].spec.containers[*].name}')"
