@@ -20,7 +20,9 @@ use swiftfed_operator::metrics::Metrics;
 use swiftfed_operator::push::Pusher;
 use swiftfed_operator::sync::{Syncer, REVISION_ANNOTATION, ROUTING_SECRET};
 
-async fn setup() -> (Client, String) {
+/// `test` names the namespace: the tests run in parallel, and one test's teardown (a namespace
+/// stays Terminating for a while) must not pull the namespace from under another.
+async fn setup(test: &str) -> (Client, String) {
     let client = Client::try_default().await.expect("kubeconfig");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
@@ -41,14 +43,15 @@ async fn setup() -> (Client, String) {
     .await
     .expect("CRD established in time")
     .expect("watch CRD");
-    let namespace = format!("swiftfed-test-{}", std::process::id());
+    let namespace = format!("swiftfed-test-{test}-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let _ = namespaces
+    namespaces
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
         )
-        .await;
+        .await
+        .expect("create the test namespace");
     (client, namespace)
 }
 
@@ -68,7 +71,7 @@ fn federation(namespace: &str, name: &str, spec: serde_json::Value) -> ClusterFe
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn the_api_server_enforces_the_schema_and_cel_rules() {
-    let (client, namespace) = setup().await;
+    let (client, namespace) = setup("schema").await;
     let api: Api<ClusterFederation> = Api::namespaced(client.clone(), &namespace);
     let cluster = json!({"name": "b", "endpoints": ["http://swift-b:8080"]});
     let bad = [
@@ -111,7 +114,7 @@ async fn the_api_server_enforces_the_schema_and_cel_rules() {
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn the_controller_watches_writes_status_and_finalizes() {
-    let (client, namespace) = setup().await;
+    let (client, namespace) = setup("controller").await;
     let ctx = Arc::new(Context {
         client: client.clone(),
         syncer: Syncer::new(client.clone(), Pusher::default(), 9901),
