@@ -116,9 +116,18 @@ kind "${create_args[@]}"
 kubectl version
 
 step "2. building and loading images"
-docker build -f deploy/docker/Dockerfile.operator -t "swiftfed-operator:${TAG}" .
-docker build -f deploy/docker/Dockerfile.sidecar -t "swiftfed-sidecar:${TAG}" .
-docker build -f tests/e2e/kind/Dockerfile.swift -t "$SWIFT_IMAGE" tests/e2e/kind
+# (The ${a[@]+...} form: an empty array under set -u is an error in bash 3.2, macOS's bash.)
+build_args=()
+if docker buildx version >/dev/null 2>&1; then
+    # --load: a non-default buildx builder would otherwise keep the image in its cache only.
+    # --provenance=false: with Docker's containerd image store (the default of fresh Docker 29
+    # installs) the attestation manifest is missing from `docker save`, and `kind load` fails
+    # with "content digest ... not found" (kubernetes-sigs/kind#3795).
+    build_args+=(--load --provenance=false)
+fi
+docker build ${build_args[@]+"${build_args[@]}"} -f deploy/docker/Dockerfile.operator -t "swiftfed-operator:${TAG}" .
+docker build ${build_args[@]+"${build_args[@]}"} -f deploy/docker/Dockerfile.sidecar -t "swiftfed-sidecar:${TAG}" .
+docker build ${build_args[@]+"${build_args[@]}"} -f tests/e2e/kind/Dockerfile.swift -t "$SWIFT_IMAGE" tests/e2e/kind
 for image in "swiftfed-operator:${TAG}" "swiftfed-sidecar:${TAG}" "$SWIFT_IMAGE"; do
     kind load docker-image "$image" --name "$CLUSTER"
 done
