@@ -62,7 +62,16 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         .map_err(|e| format!("no Kubernetes client configuration: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let leading = Arc::new(AtomicBool::new(false));
-    serve_health(options.metrics_listen, metrics.clone(), leading.clone()).await?;
+    // Without a webhook there is nothing to wait for; with one, not ready until its certificate
+    // is loaded (the Service then sends the API server only to replicas that can answer).
+    let (loaded_tx, loaded_rx) = tokio::sync::watch::channel(options.webhook.is_none());
+    serve_health(
+        options.metrics_listen,
+        metrics.clone(),
+        leading.clone(),
+        loaded_rx,
+    )
+    .await?;
 
     // Every replica serves the webhook (the Service spreads over them); only the leader issues.
     let mut issuer = None;
@@ -90,7 +99,6 @@ pub async fn run(options: RunOptions) -> Result<(), String> {
         let tls = Arc::new(std::sync::RwLock::new(
             crate::webhook::placeholder_config().map_err(|e| e.to_string())?,
         ));
-        let (loaded_tx, _loaded_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(crate::webhook::keep_loaded(
             source.clone(),
             tls.clone(),
@@ -172,12 +180,15 @@ async fn terminated() {
     }
 }
 
-/// `/healthz` (process alive), `/readyz` (serving; standby replicas are ready too, so a rollout
-/// proceeds) and `/metrics`.
-async fn serve_health(
+/// `/healthz` (process alive), `/readyz` and `/metrics`. Ready once `webhook_loaded` says the
+/// webhook serves a real certificate: every replica serves the webhook, so a replica that would
+/// fail the API server's TLS handshake stays out of the Service. Leadership plays no part
+/// (standby replicas are ready too, so a rollout proceeds).
+pub async fn serve_health(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     leading: Arc<AtomicBool>,
+    webhook_loaded: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -189,11 +200,17 @@ async fn serve_health(
             };
             let metrics = metrics.clone();
             let leading = leading.clone();
+            let webhook_loaded = webhook_loaded.clone();
             let service = service_fn(move |req: Request<Incoming>| {
                 let metrics = metrics.clone();
                 let leading = leading.clone();
+                let loaded = *webhook_loaded.borrow();
                 async move {
                     let (status, body) = match req.uri().path() {
+                        "/readyz" if !loaded => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: webhook certificate not loaded yet\n".to_string(),
+                        ),
                         "/healthz" | "/readyz" => (
                             StatusCode::OK,
                             format!(
