@@ -283,7 +283,8 @@ client() { kubectl -n "$EAST" exec client -- "$@"; }
 swift_at() {
     local url="$1" user="$2" key="$3"
     shift 3
-    client swift -A "${url}/auth/v1.0" -U "$user" -K "$key" "$@"
+    # --timeout: a stuck request fails the run instead of hanging it (no timeout by default).
+    client swift -A "${url}/auth/v1.0" -U "$user" -K "$key" --timeout 60 "$@"
 }
 front="http://swift.${EAST}.svc:8080" # the sidecar (Service targetPort 8090)
 east_direct="http://swift-direct.${EAST}.svc:8080"
