@@ -84,7 +84,7 @@ cleanup() {
     fi
     if [ "$created" -eq 1 ]; then
         if [ "$KEEP" = 1 ]; then
-            step "keeping kind cluster ${CLUSTER} (KUBECONFIG=${KUBECONFIG})"
+            step "keeping kind cluster ${CLUSTER} (KUBECONFIG=${KUBECONFIG}; after step 9 the operator is scaled to 0)"
         else
             step "deleting kind cluster ${CLUSTER}"
             kind delete cluster --name "$CLUSTER" || true
