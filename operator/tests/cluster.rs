@@ -22,7 +22,7 @@ use swiftfed_operator::sync::{Syncer, REVISION_ANNOTATION, ROUTING_SECRET};
 
 /// `test` names the namespace: the tests run in parallel, and one test's teardown (a namespace
 /// stays Terminating for a while) must not pull the namespace from under another.
-async fn setup(test: &str) -> (Client, String) {
+async fn setup(test: &str) -> (Client, String, DeleteOnDrop) {
     let client = Client::try_default().await.expect("kubeconfig");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
@@ -52,12 +52,34 @@ async fn setup(test: &str) -> (Client, String) {
         )
         .await
         .expect("create the test namespace");
-    (client, namespace)
+    let cleanup = DeleteOnDrop(namespace.clone());
+    (client, namespace, cleanup)
 }
 
-async fn teardown(client: Client, namespace: &str) {
-    let namespaces: Api<Namespace> = Api::all(client);
-    let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
+/// Deletes the test's namespace when the test ends, also when it fails: a panicking test
+/// unwinds through its runtime, so the delete runs on a thread with a runtime and client of its
+/// own.
+struct DeleteOnDrop(String);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let deleting = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(client) = Client::try_default().await {
+                    let namespaces: Api<Namespace> = Api::all(client);
+                    let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+                }
+            });
+        });
+        let _ = deleting.join();
+    }
 }
 
 fn federation(namespace: &str, name: &str, spec: serde_json::Value) -> ClusterFederation {
@@ -71,7 +93,7 @@ fn federation(namespace: &str, name: &str, spec: serde_json::Value) -> ClusterFe
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn the_api_server_enforces_the_schema_and_cel_rules() {
-    let (client, namespace) = setup("schema").await;
+    let (client, namespace, _cleanup) = setup("schema").await;
     let api: Api<ClusterFederation> = Api::namespaced(client.clone(), &namespace);
     let cluster = json!({"name": "b", "endpoints": ["http://swift-b:8080"]});
     let bad = [
@@ -108,13 +130,12 @@ async fn the_api_server_enforces_the_schema_and_cel_rules() {
     )
     .await
     .expect("a valid federation is accepted");
-    teardown(client, &namespace).await;
 }
 
 #[tokio::test]
 #[ignore = "needs a cluster"]
 async fn the_controller_watches_writes_status_and_finalizes() {
-    let (client, namespace) = setup("controller").await;
+    let (client, namespace, _cleanup) = setup("controller").await;
     let ctx = Arc::new(Context {
         client: client.clone(),
         syncer: Syncer::new(client.clone(), Pusher::default(), 9901),
@@ -177,5 +198,4 @@ async fn the_controller_watches_writes_status_and_finalizes() {
     .expect("watch");
     let _ = stop_tx.send(());
     let _ = controller.await;
-    teardown(client, &namespace).await;
 }
