@@ -196,7 +196,10 @@ impl RouteSpec {
     pub fn effective_segment_suffixes(&self) -> Vec<String> {
         match &self.segment_suffixes {
             Some(list) => list.clone(),
-            None => DEFAULT_SEGMENT_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_SEGMENT_SUFFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
+use crate::listing;
 use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
 use crate::rename::{self, Placement};
 use crate::state::{Active, State};
@@ -148,6 +149,22 @@ async fn route_and_send(
         .get(header::EXPECT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if let Some(path) = swift_path.as_ref().filter(|p| p.container.is_none()) {
+        if listing::applies(&active.routes, &path.account, &parts.method) {
+            let merged = merged_listing(
+                state,
+                active,
+                &parts.method,
+                path,
+                query.as_deref(),
+                &headers,
+            );
+            if let Some(response) = merged.await? {
+                record.route = "account-listing".into();
+                return Ok(ProxyResponse::Local(response));
+            }
+        }
+    }
     let with_query = |path: String| match &query {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -299,6 +316,29 @@ async fn route_and_send(
         );
     }
     Ok(response)
+}
+
+/// An account listing merged across clusters (`listing`); `None` when Swift should answer the
+/// request itself. With the sidecar's own credentials on a target, the local cluster must
+/// first allow the client to read the account.
+async fn merged_listing(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    let home = active.routes.lookup(&path.account, None);
+    let home_uses_credentials = home
+        .and_then(|r| active.clusters.get(&r.cluster))
+        .is_some_and(|c| c.tokens.is_some());
+    if home_uses_credentials {
+        authorize_locally(state, headers, &path.account, &Method::GET).await?;
+    }
+    listing::account(state, active, method, &path.account, query, headers)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
 }
 
 /// Whether the local cluster treats the client as the account's owner (cached like the other

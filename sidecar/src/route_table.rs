@@ -191,6 +191,17 @@ impl RouteTable {
         self.routes.get(idx)
     }
 
+    /// The routes of `account` that match containers (exact or prefix), in table order.
+    pub fn container_routes(&self, account: &str) -> Vec<&Route> {
+        let Some(entry) = self.accounts.get(account) else {
+            return vec![];
+        };
+        let mut idx: Vec<usize> = entry.exact.values().copied().collect();
+        idx.extend(entry.prefixes.iter().map(|(_, i)| *i));
+        idx.sort_unstable();
+        idx.iter().filter_map(|i| self.routes.get(*i)).collect()
+    }
+
     /// The client-side (account, container) for names seen in a response from `cluster`, when
     /// some route maps them there; `None` when no route renames into them.
     pub fn client_names(

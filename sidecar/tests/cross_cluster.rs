@@ -80,7 +80,9 @@ fn upload_segmented(c: &str, moved: &str, flags: &[&str], marker: &str, value: &
         "- {{match: {{account: AUTH_test, container: {{exact: \"{c}\"}}}}, target: {{cluster: b{rename}}}}}"
     );
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
-    let dir = scratch_dir().expect("scratch").join(unique_name("seg-files"));
+    let dir = scratch_dir()
+        .expect("scratch")
+        .join(unique_name("seg-files"));
     std::fs::create_dir_all(&dir).expect("dir");
     let data = pattern(3 * 1024 * 1024 + 12345, 7);
     let file = dir.join("big.bin");
@@ -116,7 +118,13 @@ fn upload_segmented(c: &str, moved: &str, flags: &[&str], marker: &str, value: &
         );
     }
     if value.is_empty() {
-        let manifest = req("HEAD", &format!("{url_b}/{moved}/big.bin"), &token_b, &[], b"");
+        let manifest = req(
+            "HEAD",
+            &format!("{url_b}/{moved}/big.bin"),
+            &token_b,
+            &[],
+            b"",
+        );
         let on_b = manifest.header(marker).unwrap_or_default();
         assert!(
             on_b.starts_with(&format!("{moved}_segments/")),
