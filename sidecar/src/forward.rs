@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
+use crate::copy;
 use crate::listing;
 use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
 use crate::rename::{self, Placement};
@@ -149,6 +150,14 @@ async fn route_and_send(
         .get(header::EXPECT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if let Some(path) = &swift_path {
+        if let Some(plan) = copy::plan(&active.routes, &parts.method, path, raw_path, &headers) {
+            record.route = "cross-cluster-copy".into();
+            record.cluster = plan.dest.cluster.clone().unwrap_or_else(|| "local".into());
+            let copy = cross_cluster_copy(state, active, &parts.method, path, &plan, &headers);
+            return copy.run(query.as_deref(), body).await;
+        }
+    }
     if let Some(path) = swift_path.as_ref().filter(|p| p.container.is_none()) {
         if listing::applies(&active.routes, &path.account, &parts.method) {
             let merged = merged_listing(
@@ -316,6 +325,69 @@ async fn route_and_send(
         );
     }
     Ok(response)
+}
+
+/// A copy whose ends live in different clusters (`copy`).
+struct CrossClusterCopy<'r> {
+    state: &'r State,
+    active: &'r Active,
+    method: &'r Method,
+    path: &'r SwiftPath<'r>,
+    plan: &'r copy::Plan,
+    headers: &'r HeaderMap,
+}
+
+fn cross_cluster_copy<'r>(
+    state: &'r State,
+    active: &'r Active,
+    method: &'r Method,
+    path: &'r SwiftPath<'r>,
+    plan: &'r copy::Plan,
+    headers: &'r HeaderMap,
+) -> CrossClusterCopy<'r> {
+    CrossClusterCopy {
+        state,
+        active,
+        method,
+        path,
+        plan,
+        headers,
+    }
+}
+
+impl CrossClusterCopy<'_> {
+    /// With the sidecar's own credentials on either end, the local cluster must first allow
+    /// the client to read the source's account and write the destination's.
+    async fn run(self, query: Option<&str>, body: &BodySlot) -> Result<ProxyResponse, Refusal> {
+        let uses_credentials = [&self.plan.source.cluster, &self.plan.dest.cluster]
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                self.active
+                    .clusters
+                    .get(c)
+                    .is_some_and(|c| c.tokens.is_some())
+            });
+        if uses_credentials {
+            authorize_locally(self.state, self.headers, &self.path.account, self.method).await?;
+        }
+        match copy::run(
+            self.state,
+            self.active,
+            self.plan,
+            self.headers,
+            query,
+            body,
+        )
+        .await
+        {
+            Ok(copy::Outcome::Upstream(response, idle)) => {
+                Ok(ProxyResponse::Upstream { response, idle })
+            }
+            Ok(copy::Outcome::Local(response)) => Ok(ProxyResponse::Local(response)),
+            Err(e) => Err(Refusal::Denied(swift_error(e.status(), &e.to_string()))),
+        }
+    }
 }
 
 /// An account listing merged across clusters (`listing`); `None` when Swift should answer the

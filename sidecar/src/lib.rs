@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config_source;
+pub mod copy;
 pub mod forward;
 pub mod labels;
 pub mod listing;
