@@ -255,6 +255,39 @@ async fn route_and_send(
         }
     }
 
+    if route.mode == RouteMode::Migrate
+        && !path.has_object
+        && matches!(parts.method, Method::GET | Method::HEAD)
+        && path.container.as_deref() == path.routing_container()
+    {
+        if let (Some(container), Some(target_container)) = (&path.container, &target.container) {
+            let ctx = listing::Ctx {
+                state,
+                active,
+                client_headers: &client_headers,
+                account: &path.account,
+            };
+            let there = listing::TargetContainer {
+                cluster: &route.cluster,
+                account: &target.account,
+                container: target_container,
+            };
+            let merged = listing::migrating_container(
+                &ctx,
+                &parts.method,
+                container,
+                &there,
+                query.as_deref(),
+            );
+            if let Some(r) = merged
+                .await
+                .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?
+            {
+                return Ok(ProxyResponse::Local(r));
+            }
+        }
+    }
+
     let out = Outgoing {
         method: parts.method.clone(),
         path_and_query: with_query(target_path),
@@ -295,6 +328,26 @@ async fn route_and_send(
             {
                 auth::strip_owner_headers(response.headers_mut());
             }
+        }
+    }
+
+    // Migrate: an object is deleted from both clusters; found in either, it is gone.
+    if route.mode == RouteMode::Migrate && path.has_object && parts.method == Method::DELETE {
+        let out = Outgoing {
+            method: Method::DELETE,
+            path_and_query: with_query(raw_path.to_string()),
+            headers: client_headers.clone(),
+            endpoint_host: false,
+            expect_continue: false,
+        };
+        let local = send_timed(state, &state.local, &out, body, "local").await?;
+        let target_status = response_status(&response);
+        let local_status = response_status(&local);
+        if target_status == Some(StatusCode::NOT_FOUND)
+            && local_status.is_some_and(|s| s.is_success())
+        {
+            record.cluster = "local".into();
+            return Ok(local);
         }
     }
 

@@ -49,21 +49,67 @@ impl ListingError {
     }
 }
 
-/// One account listing record, fields in Swift's order; unknown fields kept.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Record {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    count: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    bytes: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_modified: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    subdir: Option<String>,
-    #[serde(flatten)]
-    extra: serde_json::Map<String, serde_json::Value>,
+/// One listing record (container or object), its fields in the order Swift sent them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Record(Vec<(String, serde_json::Value)>);
+
+impl Record {
+    fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.get("name").and_then(|v| v.as_str())
+    }
+
+    fn subdir(&self) -> Option<&str> {
+        self.get("subdir").and_then(|v| v.as_str())
+    }
+
+    fn number(&self, key: &str) -> u64 {
+        self.get(key).and_then(|v| v.as_u64()).unwrap_or(0)
+    }
+
+    fn set_name(&mut self, name: String) {
+        if let Some(slot) = self.0.iter_mut().find(|(k, _)| k == "name") {
+            slot.1 = serde_json::Value::String(name);
+        }
+    }
+
+    fn new_subdir(dir: String) -> Record {
+        Record(vec![("subdir".into(), serde_json::Value::String(dir))])
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Record;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a listing record (JSON object)")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Record, M::Error> {
+                let mut fields = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, serde_json::Value>()? {
+                    fields.push((k, v));
+                }
+                Ok(Record(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +270,8 @@ struct Source<'a> {
     route: Option<&'a Route>,
     /// Name prefix on the source that covers every container of the route.
     source_prefix: Option<String>,
+    /// `Some(container)`: the object listing of that container (names kept as they are).
+    objects: Option<String>,
     buffer: VecDeque<(String, Record)>,
     next_marker: Option<String>,
     done: bool,
@@ -269,6 +317,7 @@ pub async fn account(
             account: target.account,
             route: Some(route),
             source_prefix: prefix,
+            objects: None,
             buffer: VecDeque::new(),
             next_marker: None,
             done: false,
@@ -282,6 +331,7 @@ pub async fn account(
             .unwrap_or_else(|| account.to_string()),
         route: None,
         source_prefix: None,
+        objects: None,
         buffer: VecDeque::new(),
         next_marker: None,
         done: false,
@@ -290,15 +340,13 @@ pub async fn account(
 
     // The home answers first, with the client's own credentials toward the local cluster: an
     // error there (401, 403, 404) is the answer.
-    let first = fetch_page(
+    let ctx = Ctx {
         state,
         active,
         client_headers,
-        &mut sources[home],
-        &params,
         account,
-    )
-    .await?;
+    };
+    let first = fetch_page(&ctx, &mut sources[home], &params).await?;
     if !first.status.is_success() {
         return Ok(Some(plain_answer(first)));
     }
@@ -306,77 +354,9 @@ pub async fn account(
 
     let mut out: Vec<Record> = Vec::new();
     if *method == Method::GET {
-        let mut last: Option<String> = None;
-        while out.len() < params.limit {
-            for i in 0..sources.len() {
-                // A page may hold only names outside the window: keep paging.
-                while sources[i].buffer.is_empty() && !sources[i].done {
-                    let page = fetch_page(
-                        state,
-                        active,
-                        client_headers,
-                        &mut sources[i],
-                        &params,
-                        account,
-                    )
-                    .await?;
-                    if !page.status.is_success() && page.status != StatusCode::NOT_FOUND {
-                        return Ok(Some(plain_answer(page)));
-                    }
-                }
-            }
-            // The next name in listing order; ties go to the earlier source (targets first).
-            let mut pick: Option<usize> = None;
-            for (i, s) in sources.iter().enumerate() {
-                let Some((name, _)) = s.buffer.front() else {
-                    continue;
-                };
-                let better = match pick.and_then(|p| sources[p].buffer.front()) {
-                    None => true,
-                    Some((best, _)) => {
-                        if params.reverse {
-                            name > best
-                        } else {
-                            name < best
-                        }
-                    }
-                };
-                if better {
-                    pick = Some(i);
-                }
-            }
-            let Some(i) = pick else { break };
-            let Some((name, record)) = sources[i].buffer.pop_front() else {
-                break;
-            };
-            if last.as_deref() == Some(name.as_str()) {
-                continue;
-            }
-            let rolled = params.delimiter.and_then(|d| {
-                let rest = &name[params.prefix.len()..];
-                rest.find(d)
-                    .map(|at| format!("{}{}", params.prefix, &rest[..at + d.len_utf8()]))
-            });
-            match rolled {
-                Some(dir) => {
-                    let already = out
-                        .last()
-                        .and_then(|r| r.subdir.as_deref())
-                        .is_some_and(|s| s == dir);
-                    if !already && params.marker.as_deref() != Some(dir.as_str()) {
-                        out.push(Record {
-                            name: None,
-                            count: None,
-                            bytes: None,
-                            last_modified: None,
-                            subdir: Some(dir),
-                            extra: serde_json::Map::new(),
-                        });
-                    }
-                }
-                None => out.push(record),
-            }
-            last = Some(name);
+        match merge(&ctx, &mut sources, &params).await? {
+            Merged::Records(records) => out = records,
+            Merged::Failed(answer) => return Ok(Some(plain_answer(answer))),
         }
     }
 
@@ -399,6 +379,227 @@ pub async fn account(
             .unwrap_or(0);
         headers.insert(name, HeaderValue::from((base + add).saturating_sub(sub)));
     }
+    Ok(Some(listing_response(
+        method,
+        format,
+        Listing::Account(account),
+        headers,
+        &out,
+    )))
+}
+
+/// What a listing request needs to reach its sources.
+pub struct Ctx<'a> {
+    pub state: &'a State,
+    pub active: &'a Active,
+    pub client_headers: &'a HeaderMap,
+    pub account: &'a str,
+}
+
+pub(crate) enum Merged {
+    Records(Vec<Record>),
+    /// A source failed with something other than 404: its answer is the answer.
+    Failed(Answer),
+}
+
+/// The merged listing, at most `params.limit` records.
+async fn merge(
+    ctx: &Ctx<'_>,
+    sources: &mut [Source<'_>],
+    params: &Params,
+) -> Result<Merged, ListingError> {
+    let mut out = Vec::new();
+    let limit = params.limit;
+    let failed = walk(ctx, sources, params, &mut |r| {
+        if out.len() < limit {
+            out.push(r);
+        }
+        out.len() < limit
+    })
+    .await?;
+    Ok(match failed {
+        Some(answer) => Merged::Failed(answer),
+        None => Merged::Records(out),
+    })
+}
+
+/// Walks the sources in listing order (reverse when asked) with `params` applied to the merged
+/// set (window, delimiter roll-up), handing each record to `emit` until it returns false. On
+/// equal names the earlier source's record wins. `Some(answer)`: a source failed with
+/// something other than 404, and its answer is the answer.
+async fn walk(
+    ctx: &Ctx<'_>,
+    sources: &mut [Source<'_>],
+    params: &Params,
+    emit: &mut (dyn FnMut(Record) -> bool + Send),
+) -> Result<Option<Answer>, ListingError> {
+    if params.limit == 0 {
+        return Ok(None);
+    }
+    let mut last: Option<String> = None;
+    let mut last_subdir: Option<String> = None;
+    loop {
+        for source in sources.iter_mut() {
+            // A page may hold only names outside the window: keep paging.
+            while source.buffer.is_empty() && !source.done {
+                let page = fetch_page(ctx, source, params).await?;
+                if !page.status.is_success() && page.status != StatusCode::NOT_FOUND {
+                    return Ok(Some(page));
+                }
+            }
+        }
+        let mut pick: Option<usize> = None;
+        for (i, s) in sources.iter().enumerate() {
+            let Some((name, _)) = s.buffer.front() else {
+                continue;
+            };
+            let better = match pick.and_then(|p| sources[p].buffer.front()) {
+                None => true,
+                Some((best, _)) => {
+                    if params.reverse {
+                        name > best
+                    } else {
+                        name < best
+                    }
+                }
+            };
+            if better {
+                pick = Some(i);
+            }
+        }
+        let Some(i) = pick else { break };
+        let Some((name, record)) = sources[i].buffer.pop_front() else {
+            break;
+        };
+        if last.as_deref() == Some(name.as_str()) {
+            continue;
+        }
+        let rolled = params.delimiter.and_then(|d| {
+            let rest = &name[params.prefix.len()..];
+            rest.find(d)
+                .map(|at| format!("{}{}", params.prefix, &rest[..at + d.len_utf8()]))
+        });
+        let more = match rolled {
+            Some(dir) => {
+                if last_subdir.as_deref() == Some(dir.as_str())
+                    || params.marker.as_deref() == Some(dir.as_str())
+                {
+                    true
+                } else {
+                    last_subdir = Some(dir.clone());
+                    emit(Record::new_subdir(dir))
+                }
+            }
+            None => emit(record),
+        };
+        last = Some(name);
+        if !more {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Where a container lives on its target cluster.
+pub struct TargetContainer<'a> {
+    pub cluster: &'a str,
+    pub account: &'a str,
+    pub container: &'a str,
+}
+
+/// A container being migrated (`Migrate` route): its `GET`/`HEAD` merge the target's objects
+/// with the local cluster's, the target's record winning on equal names, and count the merged
+/// set (both listings are walked whole for the counts). `None`: Swift should answer itself.
+pub async fn migrating_container(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    container: &str,
+    target: &TargetContainer<'_>,
+    query: Option<&str>,
+) -> Result<Option<Response<ProxyBody>>, ListingError> {
+    let Some(params) = Params::parse(query) else {
+        return Ok(None);
+    };
+    let Some(format) = pick_format(&params, ctx.client_headers) else {
+        return Ok(None);
+    };
+    let sources = || {
+        [
+            object_source(Some(target.cluster), target.account, target.container),
+            object_source(None, ctx.account, container),
+        ]
+    };
+    let mut listed = sources();
+    let first_target = fetch_page(ctx, &mut listed[0], &params).await?;
+    let first_local = fetch_page(ctx, &mut listed[1], &params).await?;
+    for answer in [&first_target, &first_local] {
+        if !answer.status.is_success() && answer.status != StatusCode::NOT_FOUND {
+            return Ok(Some(plain_answer(answer.clone())));
+        }
+    }
+    let mut headers = match (
+        first_target.status.is_success(),
+        first_local.status.is_success(),
+    ) {
+        (true, _) => first_target.headers,
+        (false, true) => first_local.headers,
+        (false, false) => return Ok(Some(plain_answer(first_target))),
+    };
+
+    let mut out = Vec::new();
+    if *method == Method::GET {
+        match merge(ctx, &mut listed, &params).await? {
+            Merged::Records(records) => out = records,
+            Merged::Failed(answer) => return Ok(Some(plain_answer(answer))),
+        }
+    }
+    let mut counted = sources();
+    let everything = Params {
+        limit: usize::MAX,
+        ..Params::default()
+    };
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let failed = walk(ctx, &mut counted, &everything, &mut |r| {
+        objects += 1;
+        bytes += r.number("bytes");
+        true
+    })
+    .await?;
+    if let Some(answer) = failed {
+        return Ok(Some(plain_answer(answer)));
+    }
+    headers.insert("x-container-object-count", HeaderValue::from(objects));
+    headers.insert("x-container-bytes-used", HeaderValue::from(bytes));
+    Ok(Some(listing_response(
+        method,
+        format,
+        Listing::Container(container),
+        headers,
+        &out,
+    )))
+}
+
+fn object_source<'a>(cluster: Option<&'a str>, account: &str, container: &str) -> Source<'a> {
+    Source {
+        cluster,
+        account: account.to_string(),
+        route: None,
+        source_prefix: None,
+        objects: Some(container.to_string()),
+        buffer: VecDeque::new(),
+        next_marker: None,
+        done: false,
+    }
+}
+
+/// The answer to a listing request: Swift's status, content type and length.
+fn listing_response(
+    method: &Method,
+    format: Format,
+    listing: Listing<'_>,
+    mut headers: HeaderMap,
+    records: &[Record],
+) -> Response<ProxyBody> {
     for h in ["transfer-encoding", "connection", "content-length"] {
         headers.remove(h);
     }
@@ -407,11 +608,11 @@ pub async fn account(
         HeaderValue::from_static(format.content_type()),
     );
     let body = if *method == Method::GET {
-        render(format, account, &out)
+        render(format, listing, records)
     } else {
         Vec::new()
     };
-    // Swift answers an account HEAD, and a listing with an empty body, with 204.
+    // Swift answers a HEAD, and a listing with an empty body, with 204.
     let status = if body.is_empty() {
         StatusCode::NO_CONTENT
     } else {
@@ -421,7 +622,7 @@ pub async fn account(
     let mut response = Response::new(body::full(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    Ok(Some(response))
+    response
 }
 
 fn plain_answer(answer: Answer) -> Response<ProxyBody> {
@@ -534,6 +735,7 @@ async fn send(
 /// merged filter does the rest).
 fn to_source(source: &Source<'_>, account: &str, client: &str) -> Option<String> {
     let route = match source.route {
+        _ if source.objects.is_some() => return Some(client.to_string()),
         None => return Some(client.to_string()),
         Some(r) => r,
     };
@@ -547,13 +749,12 @@ fn to_source(source: &Source<'_>, account: &str, client: &str) -> Option<String>
 
 /// Fetches the next page of a source into its buffer (client names, filtered).
 async fn fetch_page(
-    state: &State,
-    active: &Active,
-    client_headers: &HeaderMap,
+    ctx: &Ctx<'_>,
     source: &mut Source<'_>,
     params: &Params,
-    account: &str,
 ) -> Result<Answer, ListingError> {
+    let (state, active, client_headers, account) =
+        (ctx.state, ctx.active, ctx.client_headers, ctx.account);
     let mut query = vec![("format", "json".to_string())];
     query.push(("limit", MAX_LIMIT.to_string()));
     let mut prefix = source.source_prefix.clone().unwrap_or_default();
@@ -588,7 +789,15 @@ async fn fetch_page(
         .iter()
         .map(|(k, v)| format!("{k}={}", encode_segment(v)))
         .collect();
-    let path = format!("/v1/{}?{}", encode_segment(&source.account), q.join("&"));
+    let path = match &source.objects {
+        Some(c) => format!(
+            "/v1/{}/{}?{}",
+            encode_segment(&source.account),
+            encode_segment(c),
+            q.join("&")
+        ),
+        None => format!("/v1/{}?{}", encode_segment(&source.account), q.join("&")),
+    };
     let answer = send(
         state,
         active,
@@ -614,15 +823,19 @@ async fn fetch_page(
         source.done = true;
     }
     for mut record in records {
-        let Some(name) = record.name.clone() else {
+        let Some(name) = record.name().map(str::to_string) else {
             continue;
         };
         source.next_marker = Some(name.clone());
-        let Some(client) = client_name(&active.routes, account, source, &name) else {
+        let client = match source.objects {
+            Some(_) => Some(name),
+            None => client_name(&active.routes, account, source, &name),
+        };
+        let Some(client) = client else {
             continue;
         };
         if params.admits(&client) {
-            record.name = Some(client.clone());
+            record.set_name(client.clone());
             source.buffer.push_back((client, record));
         }
     }
@@ -656,12 +869,19 @@ async fn routed_totals(
             account: template.account.clone(),
             route: template.route,
             source_prefix: template.source_prefix.clone(),
+            objects: template.objects.clone(),
             buffer: VecDeque::new(),
             next_marker: None,
             done: false,
         };
         while !source.done {
-            fetch_page(state, active, client_headers, &mut source, &all, account).await?;
+            let ctx = Ctx {
+                state,
+                active,
+                client_headers,
+                account,
+            };
+            fetch_page(&ctx, &mut source, &all).await?;
             while let Some((client, _)) = source.buffer.pop_front() {
                 let Some(name) = to_source(&source, account, &client) else {
                     continue;
@@ -744,7 +964,7 @@ async fn shadowed_totals(
             let records: Vec<Record> = serde_json::from_slice(&page.body)
                 .map_err(|e| ListingError::Parse("home".into(), e.to_string()))?;
             for r in &records {
-                let Some(name) = r.name.as_deref() else {
+                let Some(name) = r.name() else {
                     continue;
                 };
                 marker = Some(name.to_string());
@@ -756,10 +976,9 @@ async fn shadowed_totals(
                 };
                 // Counted once per route range: only where this route is the one it goes to.
                 if elsewhere && goes.is_some_and(|g| std::ptr::eq(g, route)) {
-                    let n = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_u64());
                     totals.containers += 1;
-                    totals.objects += n(&r.count).unwrap_or(0);
-                    totals.bytes += n(&r.bytes).unwrap_or(0);
+                    totals.objects += r.number("count");
+                    totals.bytes += r.number("bytes");
                 }
             }
             if records.len() < MAX_LIMIT {
@@ -770,13 +989,21 @@ async fn shadowed_totals(
     Ok(totals)
 }
 
-fn render(format: Format, account: &str, records: &[Record]) -> Vec<u8> {
+/// Whose listing is rendered: an account's (of containers) or a container's (of objects).
+#[derive(Clone, Copy)]
+enum Listing<'n> {
+    Account(&'n str),
+    Container(&'n str),
+}
+
+/// The listing as Swift's listing filter renders it from JSON.
+fn render(format: Format, listing: Listing<'_>, records: &[Record]) -> Vec<u8> {
     match format {
         Format::Json => swift_json(records),
         Format::Plain => {
             let mut out = Vec::new();
             for r in records {
-                if let Some(n) = r.name.as_deref().or(r.subdir.as_deref()) {
+                if let Some(n) = r.name().or(r.subdir()) {
                     out.extend_from_slice(n.as_bytes());
                     out.push(b'\n');
                 }
@@ -784,36 +1011,60 @@ fn render(format: Format, account: &str, records: &[Record]) -> Vec<u8> {
             out
         }
         Format::Xml(_) => {
+            let (root, item, fields, optional, newline): (_, _, &[&str], &[&str], _) = match listing
+            {
+                Listing::Account(_) => (
+                    "account",
+                    "container",
+                    &["name", "count", "bytes", "last_modified"],
+                    &["storage_policy"],
+                    "\n",
+                ),
+                Listing::Container(_) => (
+                    "container",
+                    "object",
+                    &["name", "hash", "bytes", "content_type", "last_modified"],
+                    &[],
+                    "",
+                ),
+            };
+            let (Listing::Account(name) | Listing::Container(name)) = listing;
             let mut out = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"{}\">\n",
-                xml_escape(account, true)
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} name=\"{}\"",
+                xml_escape(name, true)
             );
+            if records.is_empty() && newline.is_empty() {
+                out.push_str(" />");
+                return out.into_bytes();
+            }
+            out.push('>');
+            out.push_str(newline);
             for r in records {
-                if let Some(dir) = &r.subdir {
-                    let dir = xml_escape(dir, true);
-                    out.push_str(&format!("<subdir name=\"{dir}\" />\n"));
+                if let Some(dir) = r.subdir() {
+                    let attr = xml_escape(dir, true);
+                    match listing {
+                        Listing::Account(_) => out.push_str(&format!("<subdir name=\"{attr}\" />")),
+                        Listing::Container(_) => out.push_str(&format!(
+                            "<subdir name=\"{attr}\"><name>{}</name></subdir>",
+                            xml_escape(dir, false)
+                        )),
+                    }
+                    out.push_str(newline);
                     continue;
                 }
-                out.push_str("<container>");
-                let fixed = [
-                    ("name", r.name.clone().map(serde_json::Value::String)),
-                    ("count", r.count.clone()),
-                    ("bytes", r.bytes.clone()),
-                    ("last_modified", r.last_modified.clone()),
-                ];
-                // Then whatever else the record carries (Swift 2.38: `storage_policy`).
-                let extra = r.extra.iter().map(|(k, v)| (k.as_str(), Some(v.clone())));
-                for (tag, value) in fixed.into_iter().chain(extra) {
-                    let text = match value {
-                        Some(serde_json::Value::String(s)) => s,
+                out.push_str(&format!("<{item}>"));
+                let present = optional.iter().filter(|f| r.get(f).is_some());
+                for tag in fields.iter().chain(present) {
+                    let text = match r.get(tag) {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(serde_json::Value::Null) | None => "None".into(),
                         Some(other) => other.to_string(),
-                        None => "None".into(),
                     };
                     out.push_str(&format!("<{tag}>{}</{tag}>", xml_escape(&text, false)));
                 }
-                out.push_str("</container>\n");
+                out.push_str(&format!("</{item}>{newline}"));
             }
-            out.push_str("</account>");
+            out.push_str(&format!("</{root}>"));
             out.into_bytes()
         }
     }
@@ -828,6 +1079,8 @@ fn xml_escape(text: &str, attribute: bool) -> String {
             '>' => out.push_str("&gt;"),
             '"' if attribute => out.push_str("&quot;"),
             '\n' if attribute => out.push_str("&#10;"),
+            '\r' if attribute => out.push_str("&#13;"),
+            '\t' if attribute => out.push_str("&#09;"),
             c => out.push(c),
         }
     }

@@ -31,6 +31,7 @@ impl SubrequestError {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
