@@ -113,13 +113,52 @@ pub struct BodySlot {
 }
 
 struct SlotState {
-    body: Option<Incoming>,
+    body: Option<SlotBody>,
     touched: bool,
     bytes: u64,
 }
 
+/// A client's streamed body, or one the sidecar made for a request of its own (bulk deletes
+/// split by cluster): an enum rather than a boxed body, to keep the client path direct.
+enum SlotBody {
+    Incoming(Incoming),
+    Made(http_body_util::Full<Bytes>),
+}
+
+impl SlotBody {
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            SlotBody::Incoming(b) => b.size_hint(),
+            SlotBody::Made(b) => b.size_hint(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            SlotBody::Incoming(b) => b.is_end_stream(),
+            SlotBody::Made(b) => b.is_end_stream(),
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            SlotBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            SlotBody::Made(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+}
+
 impl BodySlot {
     pub fn new(body: Option<Incoming>) -> BodySlot {
+        BodySlot::with(body.map(SlotBody::Incoming))
+    }
+
+    /// A body the sidecar made itself.
+    pub fn from_bytes(bytes: Bytes) -> BodySlot {
+        BodySlot::with(Some(SlotBody::Made(http_body_util::Full::new(bytes))))
+    }
+
+    fn with(body: Option<SlotBody>) -> BodySlot {
         BodySlot {
             inner: Arc::new(Mutex::new(SlotState {
                 body,
@@ -245,7 +284,7 @@ impl Body for AttemptBody {
             this.progress.finish();
             return Poll::Ready(None);
         };
-        match Pin::new(body).poll_frame(cx) {
+        match body.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.progress.touch(data.len());
@@ -253,7 +292,7 @@ impl Body for AttemptBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => {
                 this.progress.finish();
                 Poll::Ready(None)

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
+use crate::bulk;
 use crate::copy;
 use crate::listing;
 use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
@@ -159,6 +160,19 @@ async fn route_and_send(
         }
     }
     if let Some(path) = swift_path.as_ref().filter(|p| p.container.is_none()) {
+        if bulk::applies(
+            &active.routes,
+            &path.account,
+            &parts.method,
+            query.as_deref(),
+        ) {
+            if let Some(response) =
+                bulk_delete(state, active, &parts.method, path, &headers, body).await?
+            {
+                record.route = "bulk-delete".into();
+                return Ok(ProxyResponse::Local(response));
+            }
+        }
         if listing::applies(&active.routes, &path.account, &parts.method) {
             let merged = merged_listing(
                 state,
@@ -378,6 +392,34 @@ async fn route_and_send(
         );
     }
     Ok(response)
+}
+
+/// A bulk delete split across clusters (`bulk`). With the sidecar's own credentials on a
+/// target, the local cluster must first allow the client to write in the account.
+async fn bulk_delete(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    headers: &HeaderMap,
+    body: &BodySlot,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    let uses_credentials = active
+        .routes
+        .container_routes(&path.account)
+        .iter()
+        .any(|r| {
+            active
+                .clusters
+                .get(&r.cluster)
+                .is_some_and(|c| c.tokens.is_some())
+        });
+    if uses_credentials {
+        authorize_locally(state, headers, &path.account, &Method::DELETE).await?;
+    }
+    bulk::run(state, active, method, &path.account, headers, body)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
 }
 
 /// A copy whose ends live in different clusters (`copy`).

@@ -6,12 +6,14 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod bulk;
 pub mod config_source;
 pub mod copy;
 pub mod forward;
 pub mod labels;
 pub mod listing;
 pub mod metrics;
+pub mod pyformat;
 pub mod rename;
 pub mod route_table;
 pub mod server;

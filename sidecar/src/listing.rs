@@ -13,10 +13,10 @@ use std::collections::VecDeque;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
-use serde::{Deserialize, Serialize};
 use swiftfed_crds::routing::{ContainerMatch, RouteMode};
 
 use crate::body::{self, ProxyBody};
+use crate::pyformat::{dumps as swift_json, xml_escape, Object as Record};
 use crate::route_table::{Route, RouteTable};
 use crate::state::{Active, State};
 use crate::subrequest::{self, Answer, SubrequestError};
@@ -49,71 +49,8 @@ impl ListingError {
     }
 }
 
-/// One listing record (container or object), its fields in the order Swift sent them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Record(Vec<(String, serde_json::Value)>);
-
-impl Record {
-    fn get(&self, key: &str) -> Option<&serde_json::Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn name(&self) -> Option<&str> {
-        self.get("name").and_then(|v| v.as_str())
-    }
-
-    fn subdir(&self) -> Option<&str> {
-        self.get("subdir").and_then(|v| v.as_str())
-    }
-
-    fn number(&self, key: &str) -> u64 {
-        self.get(key).and_then(|v| v.as_u64()).unwrap_or(0)
-    }
-
-    fn set_name(&mut self, name: String) {
-        if let Some(slot) = self.0.iter_mut().find(|(k, _)| k == "name") {
-            slot.1 = serde_json::Value::String(name);
-        }
-    }
-
-    fn new_subdir(dir: String) -> Record {
-        Record(vec![("subdir".into(), serde_json::Value::String(dir))])
-    }
-}
-
-impl Serialize for Record {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Record {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = Record;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a listing record (JSON object)")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Record, M::Error> {
-                let mut fields = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, serde_json::Value>()? {
-                    fields.push((k, v));
-                }
-                Ok(Record(fields))
-            }
-        }
-        deserializer.deserialize_map(Fields)
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Plain,
     Json,
     Xml(&'static str),
@@ -131,7 +68,7 @@ impl Format {
 
 /// The client's listing parameters, decoded as Swift decodes a query string.
 #[derive(Debug, Default)]
-struct Params {
+pub(crate) struct Params {
     limit: usize,
     marker: Option<String>,
     end_marker: Option<String>,
@@ -207,7 +144,7 @@ impl Params {
 
 /// The format the client asked for, as Swift's listing filter picks it; `None` = not
 /// acceptable (Swift answers 406 itself).
-fn pick_format(params: &Params, headers: &HeaderMap) -> Option<Format> {
+pub(crate) fn pick_format(params: &Params, headers: &HeaderMap) -> Option<Format> {
     if let Some(f) = &params.format {
         return Some(match f.as_str() {
             "json" => Format::Json,
@@ -1070,61 +1007,6 @@ fn render(format: Format, listing: Listing<'_>, records: &[Record]) -> Vec<u8> {
     }
 }
 
-fn xml_escape(text: &str, attribute: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attribute => out.push_str("&quot;"),
-            '\n' if attribute => out.push_str("&#10;"),
-            '\r' if attribute => out.push_str("&#13;"),
-            '\t' if attribute => out.push_str("&#09;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// JSON as Swift's `json.dumps` writes it: `", "` and `": "` separators, non-ASCII escaped.
-fn swift_json(records: &[Record]) -> Vec<u8> {
-    let compact = serde_json::to_string(records).unwrap_or_else(|_| "[]".into());
-    let mut out = String::with_capacity(compact.len() + compact.len() / 8);
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in compact.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            if c.is_ascii() {
-                out.push(c);
-            } else {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            ',' => out.push_str(", "),
-            ':' => out.push_str(": "),
-            c => out.push(c),
-        }
-    }
-    out.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1153,17 +1035,6 @@ mod tests {
             ..Params::default()
         };
         assert_eq!(pick_format(&json, &h("text/xml")), Some(Format::Json));
-    }
-
-    #[test]
-    fn json_is_written_like_python() {
-        let r: Vec<Record> =
-            serde_json::from_str(r#"[{"name":"a,b:é","count":1,"bytes":2,"last_modified":"x"}]"#)
-                .expect("json");
-        assert_eq!(
-            String::from_utf8(swift_json(&r)).expect("utf8"),
-            r#"[{"name": "a,b:\u00e9", "count": 1, "bytes": 2, "last_modified": "x"}]"#
-        );
     }
 
     #[test]

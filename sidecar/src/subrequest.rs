@@ -53,7 +53,26 @@ pub async fn fetch(
         endpoint_host,
         expect_continue: false,
     };
-    let (response, _) = upstream.send(&out, &BodySlot::new(None)).await?;
+    exchange(upstream, &out, &BodySlot::new(None)).await
+}
+
+/// Sends a request with a small body of the sidecar's own and reads the whole answer.
+pub async fn fetch_with_body(
+    upstream: &Upstream,
+    mut out: Outgoing,
+    body: Bytes,
+) -> Result<Answer, SubrequestError> {
+    out.headers
+        .insert(http::header::CONTENT_LENGTH, body.len().into());
+    exchange(upstream, &out, &BodySlot::from_bytes(body)).await
+}
+
+async fn exchange(
+    upstream: &Upstream,
+    out: &Outgoing,
+    body: &BodySlot,
+) -> Result<Answer, SubrequestError> {
+    let (response, _) = upstream.send(out, body).await?;
     let (parts, incoming) = response.into_parts();
     let idle = upstream.timeouts.idle;
     let collected = tokio::time::timeout(idle, Limited::new(incoming, MAX_BODY).collect())
