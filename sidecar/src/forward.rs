@@ -14,6 +14,7 @@ use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
 use crate::bulk;
 use crate::copy;
+use crate::dlo;
 use crate::listing;
 use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
 use crate::rename::{self, Placement};
@@ -133,8 +134,8 @@ pub fn swift_error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
 }
 
 async fn route_and_send(
-    state: &State,
-    active: &Active,
+    state: &Arc<State>,
+    active: &Arc<Active>,
     parts: http::request::Parts,
     raw_path: &str,
     query: Option<String>,
@@ -195,22 +196,41 @@ async fn route_and_send(
 
     let (Some(path), Some(route)) = (swift_path.as_ref(), route) else {
         // Local: only the names in headers need checking (they may point at routed containers).
+        let client_headers = headers.clone();
         if let Some(path) = &swift_path {
             let dest = Placement {
                 cluster: None,
                 account: &path.account,
             };
+            if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
+                dlo::mark_request(&mut headers, &active.routes, &path.account, None);
+            }
             rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
                 .map_err(Refusal::BadRequest)?;
         }
         let out = Outgoing {
-            method: parts.method,
+            method: parts.method.clone(),
             path_and_query: with_query(raw_path.to_string()),
             headers,
             endpoint_host: false,
             expect_continue,
         };
-        return send_timed(state, &state.local, &out, body, "local").await;
+        let response = send_timed(state, &state.local, &out, body, "local").await?;
+        return match &swift_path {
+            Some(path) => {
+                large_object(
+                    state,
+                    active,
+                    &parts.method,
+                    path,
+                    query.as_deref(),
+                    &client_headers,
+                    response,
+                )
+                .await
+            }
+            None => Ok(response),
+        };
     };
 
     record.route = route.label.clone();
@@ -235,6 +255,14 @@ async fn route_and_send(
     // error naming routes) before the local cluster has authorized the client.
     if credentials.is_some() {
         authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
+    }
+    if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
+        dlo::mark_request(
+            &mut headers,
+            &active.routes,
+            &path.account,
+            Some(&route.cluster),
+        );
     }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
@@ -391,7 +419,61 @@ async fn route_and_send(
             &path.account,
         );
     }
-    Ok(response)
+    large_object(
+        state,
+        active,
+        &parts.method,
+        path,
+        query.as_deref(),
+        &client_headers,
+        response,
+    )
+    .await
+}
+
+/// A `GET`/`HEAD` answered with a cross-cluster DLO manifest is answered with the object it
+/// stands for (`dlo`), or with the manifest as Swift shows one for `?multipart-manifest=get`.
+async fn large_object(
+    state: &Arc<State>,
+    active: &Arc<Active>,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    response: ProxyResponse,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { mut response, idle } = response else {
+        return Ok(response);
+    };
+    let Some(value) = dlo::marker(response.headers()) else {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    };
+    let manifest_get = query
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "multipart-manifest=get");
+    if !path.has_object
+        || !matches!(*method, Method::GET | Method::HEAD)
+        || manifest_get
+        // The manifest is empty: a Range is for the assembled object, not Swift's 416 on it.
+        || !(response.status().is_success()
+            || response.status() == StatusCode::RANGE_NOT_SATISFIABLE)
+    {
+        dlo::show_manifest(response.headers_mut());
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let assembled = dlo::assemble(
+        state,
+        active,
+        client_headers,
+        &path.account,
+        method,
+        response.headers(),
+        &value,
+    )
+    .await
+    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    Ok(ProxyResponse::Local(assembled))
 }
 
 /// A bulk delete split across clusters (`bulk`). With the sidecar's own credentials on a

@@ -9,6 +9,7 @@ pub mod body;
 pub mod bulk;
 pub mod config_source;
 pub mod copy;
+pub mod dlo;
 pub mod forward;
 pub mod labels;
 pub mod listing;

@@ -607,7 +607,7 @@ fn client_name(
 
 /// Request headers toward a source: the client's toward the local proxy, the client's token
 /// (Passthrough) or the sidecar's (Credentials) toward a target.
-async fn source_headers(
+pub(crate) async fn source_headers(
     active: &Active,
     client_headers: &HeaderMap,
     cluster: Option<&str>,
@@ -645,7 +645,7 @@ async fn source_headers(
     Ok((headers, true))
 }
 
-async fn send(
+pub(crate) async fn send(
     state: &State,
     active: &Active,
     client_headers: &HeaderMap,
@@ -654,17 +654,24 @@ async fn send(
     path_and_query: String,
 ) -> Result<Answer, ListingError> {
     let (headers, endpoint_host) = source_headers(active, client_headers, cluster).await?;
-    let upstream = match cluster {
-        None => &state.local,
-        Some(c) => {
-            &active
-                .clusters
-                .get(c)
-                .ok_or_else(|| ListingError::UnknownCluster(c.to_string()))?
-                .upstream
-        }
-    };
+    let upstream = upstream_of(state, active, cluster)?;
     Ok(subrequest::fetch(upstream, method, path_and_query, headers, endpoint_host).await?)
+}
+
+/// The upstream of a cluster (`None`: the local proxy).
+pub(crate) fn upstream_of<'a>(
+    state: &'a State,
+    active: &'a Active,
+    cluster: Option<&str>,
+) -> Result<&'a crate::upstream::Upstream, ListingError> {
+    match cluster {
+        None => Ok(&state.local),
+        Some(c) => Ok(&active
+            .clusters
+            .get(c)
+            .ok_or_else(|| ListingError::UnknownCluster(c.to_string()))?
+            .upstream),
+    }
 }
 
 /// Maps a client-side name to the source's names for markers and prefixes; `None` when the

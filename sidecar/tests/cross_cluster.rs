@@ -15,19 +15,6 @@ fn ok(r: &HttpResponse, what: &str) {
     );
 }
 
-/// Deterministic bytes that differ everywhere (a repeated block would hide misplaced segments).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Object names of a container, read directly from a cluster (JSON listing).
 fn names(url: &str, token: &str, container: &str) -> Vec<String> {
     let r = req(

@@ -366,3 +366,16 @@ pub fn listing_view(r: &HttpResponse) -> String {
     }
     format!("{ctype}\n{text}")
 }
+
+/// Deterministic bytes that differ everywhere (a repeated block would hide misplaced segments).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
