@@ -125,7 +125,7 @@ pub fn plan(
 
 /// `container/object` (leading `/` optional, object may hold `/`), as Swift's `split_path(2, 2,
 /// True)` reads a copy header.
-fn split_reference(value: &str) -> Option<(String, String)> {
+pub(crate) fn split_reference(value: &str) -> Option<(String, String)> {
     let value = value.strip_prefix('/').unwrap_or(value);
     let (c, o) = value.split_once('/')?;
     (!c.is_empty() && !o.is_empty()).then(|| (c.to_string(), o.to_string()))
@@ -166,14 +166,18 @@ pub enum Outcome {
 }
 
 /// Where an end is sent and how.
-struct Hop<'a> {
-    upstream: &'a Upstream,
-    path: String,
-    remote: bool,
+pub(crate) struct Hop<'a> {
+    pub upstream: &'a Upstream,
+    pub path: String,
+    pub remote: bool,
     tokens: Option<&'a auth::TokenSource>,
 }
 
-fn hop<'a>(state: &'a State, active: &'a Active, end: &End) -> Result<Hop<'a>, CopyError> {
+pub(crate) fn hop<'a>(
+    state: &'a State,
+    active: &'a Active,
+    end: &End,
+) -> Result<Hop<'a>, CopyError> {
     let object = utf8_percent_encode(&end.object, PATH).to_string();
     let Some(cluster) = &end.cluster else {
         return Ok(Hop {
@@ -216,7 +220,7 @@ fn hop<'a>(state: &'a State, active: &'a Active, end: &End) -> Result<Hop<'a>, C
 
 /// Puts the right credentials on a request to `hop`: the client's toward the local cluster and
 /// in Passthrough, the sidecar's own in Credentials mode.
-async fn authenticate(hop: &Hop<'_>, headers: &mut HeaderMap) -> Result<(), CopyError> {
+pub(crate) async fn authenticate(hop: &Hop<'_>, headers: &mut HeaderMap) -> Result<(), CopyError> {
     if let Some(tokens) = hop.tokens {
         auth::strip_client_auth(headers);
         let token = tokens

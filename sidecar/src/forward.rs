@@ -20,6 +20,7 @@ use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, Req
 use crate::rename::{self, Placement};
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
+use crate::symlink;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -204,6 +205,11 @@ async fn route_and_send(
             };
             if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
                 dlo::mark_request(&mut headers, &active.routes, &path.account, None);
+                if let Some(refusal) =
+                    link_elsewhere(state, active, &parts.method, path, None, &mut headers).await?
+                {
+                    return Ok(ProxyResponse::Local(refusal));
+                }
             }
             rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
                 .map_err(Refusal::BadRequest)?;
@@ -263,6 +269,12 @@ async fn route_and_send(
             &path.account,
             Some(&route.cluster),
         );
+        let here = Some(route.cluster.as_str());
+        if let Some(refusal) =
+            link_elsewhere(state, active, &parts.method, path, here, &mut headers).await?
+        {
+            return Ok(ProxyResponse::Local(refusal));
+        }
     }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
@@ -445,6 +457,19 @@ async fn large_object(
     let ProxyResponse::Upstream { mut response, idle } = response else {
         return Ok(response);
     };
+    if symlink::is_link(response.headers()) {
+        return follow_link(
+            state,
+            active,
+            method,
+            path,
+            query,
+            client_headers,
+            response,
+            idle,
+        )
+        .await;
+    }
     let Some(value) = dlo::marker(response.headers()) else {
         return Ok(ProxyResponse::Upstream { response, idle });
     };
@@ -474,6 +499,91 @@ async fn large_object(
     .await
     .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
     Ok(ProxyResponse::Local(assembled))
+}
+
+/// A symlink `PUT` whose target lives in another cluster than `dest_cluster` is stored as the
+/// sidecar's link (`symlink`); a static link's target is checked first (with the client's
+/// right to read it, when the sidecar's own credentials read it). `Some`: Swift's refusal.
+async fn link_elsewhere(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    dest_cluster: Option<&str>,
+    headers: &mut HeaderMap,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    if *method != Method::PUT {
+        return Ok(None);
+    }
+    let Some((end, etag)) =
+        symlink::mark_request(headers, &active.routes, &path.account, dest_cluster)
+    else {
+        return Ok(None);
+    };
+    let Some(etag) = etag else { return Ok(None) };
+    authorize_target(state, active, headers, &end).await?;
+    symlink::check_static(state, active, &end, &etag, headers)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+}
+
+/// Reading `end` with the sidecar's own credentials needs the local cluster to allow the
+/// client to read its account.
+async fn authorize_target(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    end: &copy::End,
+) -> Result<(), Refusal> {
+    let uses_credentials = end
+        .cluster
+        .as_ref()
+        .and_then(|c| active.clusters.get(c))
+        .is_some_and(|c| c.tokens.is_some());
+    if uses_credentials {
+        authorize_locally(state, client_headers, &end.account, &Method::GET).await?;
+    }
+    Ok(())
+}
+
+/// A `GET`/`HEAD` answered with the sidecar's link is answered with its target, followed
+/// across clusters; `?symlink=get` and other requests see the link as Swift shows one.
+#[allow(clippy::too_many_arguments)]
+async fn follow_link(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    mut response: Response<Incoming>,
+    idle: Duration,
+) -> Result<ProxyResponse, Refusal> {
+    let link_get = query.unwrap_or("").split('&').any(|p| p == "symlink=get");
+    // The link is empty: a Range is for its target, not Swift's 416 on the link.
+    let followable =
+        response.status().is_success() || response.status() == StatusCode::RANGE_NOT_SATISFIABLE;
+    if link_get || !matches!(*method, Method::GET | Method::HEAD) || !followable {
+        symlink::show_link(response.headers_mut());
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    if let Some(end) = symlink::stored_target(&active.routes, &path.account, response.headers()) {
+        authorize_target(state, active, client_headers, &end).await?;
+    }
+    let followed = symlink::follow(
+        state,
+        active,
+        &path.account,
+        method,
+        response.headers(),
+        client_headers,
+    )
+    .await
+    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    Ok(match followed {
+        symlink::Followed::Upstream(response, idle) => ProxyResponse::Upstream { response, idle },
+        symlink::Followed::Local(response) => ProxyResponse::Local(response),
+    })
 }
 
 /// A bulk delete split across clusters (`bulk`). With the sidecar's own credentials on a

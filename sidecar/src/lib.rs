@@ -21,6 +21,7 @@ pub mod server;
 pub mod state;
 pub mod subrequest;
 pub mod swift_path;
+pub mod symlink;
 pub mod tls;
 pub mod tls_listener;
 pub mod upstream;
