@@ -409,3 +409,29 @@ impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for ResponseBody<F> {
             .unwrap_or_else(|| SizeHint::with_exact(0))
     }
 }
+
+/// Reads a small body whole (bulk-delete lists, SLO manifests); `Ok(None)` when it is longer
+/// than `max`.
+pub async fn read_to_end<B>(mut body: B, max: usize) -> Result<Option<Vec<u8>>, String>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > max {
+                return Ok(None);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The client's body from its slot, read whole (see [`read_to_end`]).
+pub async fn read_slot(slot: &BodySlot, max: usize) -> Result<Option<Vec<u8>>, String> {
+    read_to_end(slot.attempt(Progress::new(), None, Duration::ZERO), max).await
+}

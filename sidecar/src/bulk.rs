@@ -6,16 +6,14 @@
 //! JSON or XML by `Accept`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use crate::body::{self, BodySlot, Progress, ProxyBody};
+use crate::body::{self, BodySlot, ProxyBody};
 use crate::listing::{pick_format, Format, Params};
 use crate::pyformat::{dumps, xml_escape, Object};
 use crate::route_table::RouteTable;
@@ -113,7 +111,7 @@ pub async fn run(
         return Ok(None);
     }
     let idle = state.local.timeouts.idle;
-    let text = match tokio::time::timeout(idle, read_body(client_body)).await {
+    let text = match tokio::time::timeout(idle, body::read_slot(client_body, MAX_BODY)).await {
         Ok(Ok(Some(text))) => text,
         Ok(Ok(None)) => {
             return Ok(Some(answer(
@@ -182,22 +180,6 @@ pub async fn run(
         "200 OK".into()
     };
     Ok(Some(answer(format, summary)))
-}
-
-/// The client's list, whole; `None` when it is longer than any list Swift accepts.
-async fn read_body(slot: &BodySlot) -> Result<Option<Vec<u8>>, String> {
-    let mut body = slot.attempt(Progress::new(), None, Duration::ZERO);
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Some(data) = frame.data_ref() {
-            if out.len() + data.len() > MAX_BODY {
-                return Ok(None);
-            }
-            out.extend_from_slice(data);
-        }
-    }
-    Ok(Some(out))
 }
 
 /// Groups the names by where their container lives, renamed for there.

@@ -18,6 +18,7 @@ use crate::dlo;
 use crate::listing;
 use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
 use crate::rename::{self, Placement};
+use crate::slo;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::symlink;
@@ -278,6 +279,19 @@ async fn route_and_send(
     }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
+    // An SLO manifest into a renaming route: its segment paths are renamed too (`slo`).
+    let manifest_body;
+    let body = if parts.method == Method::PUT
+        && path.has_object
+        && slo::is_manifest(query.as_deref(), "put")
+        && slo::renames(&active.routes, &path.account)
+    {
+        manifest_body =
+            renamed_manifest(body, &active.routes, &path.account, &dest, &mut headers).await?;
+        &manifest_body
+    } else {
+        body
+    };
 
     let mut sidecar_token = None;
     let mut upstream_expect = expect_continue;
@@ -431,6 +445,14 @@ async fn route_and_send(
             &path.account,
         );
     }
+    if parts.method == Method::GET
+        && path.has_object
+        && slo::is_manifest(query.as_deref(), "get")
+        && slo::renames(&active.routes, &path.account)
+    {
+        response =
+            manifest_names_back(response, &active.routes, &route.cluster, &target.account).await?;
+    }
     large_object(
         state,
         active,
@@ -441,6 +463,73 @@ async fn route_and_send(
         response,
     )
     .await
+}
+
+/// The client's SLO manifest, read whole (Swift bounds its size) and renamed for the target.
+async fn renamed_manifest(
+    body: &BodySlot,
+    routes: &crate::route_table::RouteTable,
+    account: &str,
+    dest: &Placement<'_>,
+    headers: &mut HeaderMap,
+) -> Result<BodySlot, Refusal> {
+    let bytes = body::read_slot(body, slo::MAX_MANIFEST)
+        .await
+        .map_err(Refusal::BadRequest)?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "manifest too large",
+            ))
+        })?;
+    let bytes = slo::rename_put(&bytes, routes, account, dest)
+        .map_err(Refusal::BadRequest)?
+        .unwrap_or(bytes);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.remove(header::EXPECT);
+    Ok(BodySlot::from_bytes(bytes.into()))
+}
+
+/// A `?multipart-manifest=get` answer with the client's names (and the ETag of what the
+/// client then reads, as one cluster holding those names would send).
+async fn manifest_names_back(
+    response: ProxyResponse,
+    routes: &crate::route_table::RouteTable,
+    cluster: &str,
+    target_account: &str,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { response, idle } = response else {
+        return Ok(response);
+    };
+    if response.status() != StatusCode::OK {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let (mut parts, incoming) = response.into_parts();
+    let bytes = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "manifest too large"))
+        })?;
+    let bytes = slo::rename_get(&bytes, routes, cluster, target_account).unwrap_or(bytes);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if parts.headers.contains_key(header::ETAG) {
+        use md5::Digest;
+        let digest: String = md5::Md5::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&digest) {
+            parts.headers.insert(header::ETAG, v);
+        }
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(ProxyResponse::Local(Response::from_parts(
+        parts,
+        body::full(bytes),
+    )))
 }
 
 /// A `GET`/`HEAD` answered with a cross-cluster DLO manifest is answered with the object it

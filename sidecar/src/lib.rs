@@ -18,6 +18,7 @@ pub mod pyformat;
 pub mod rename;
 pub mod route_table;
 pub mod server;
+pub mod slo;
 pub mod state;
 pub mod subrequest;
 pub mod swift_path;

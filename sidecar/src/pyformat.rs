@@ -36,6 +36,15 @@ impl Object {
         Object(vec![("subdir".into(), serde_json::Value::String(dir))])
     }
 
+    /// Sets a field, in place when present (its position kept), else at the end.
+    pub fn set(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key.to_string(), value)),
+        }
+    }
+
     pub fn from_pairs(pairs: Vec<(String, serde_json::Value)>) -> Object {
         Object(pairs)
     }

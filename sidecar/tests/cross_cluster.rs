@@ -43,6 +43,15 @@ fn slo_segments_of_a_routed_container_land_with_it_on_the_target() {
     upload_segmented(&c, &c, &[], "x-static-large-object", "True");
 }
 
+/// `swift upload --segment-size` (SLO) into a routed and renamed container: the manifest's
+/// segment paths are renamed on the way in and back out (`?multipart-manifest=get`).
+#[test]
+fn slo_segments_of_a_renamed_container_follow_the_new_name() {
+    let c = unique_name("slor");
+    let moved = format!("{c}-moved");
+    upload_segmented(&c, &moved, &[], "x-static-large-object", "True");
+}
+
 /// `swift upload --use-dlo --segment-size` into a routed and renamed container: the segment
 /// container follows under the renamed name, the manifest header points at it there, and the
 /// client sees its own names back.
@@ -148,6 +157,42 @@ fn upload_segmented(c: &str, moved: &str, flags: &[&str], marker: &str, value: &
         std::fs::read(&out).expect("downloaded") == data,
         "downloaded bytes differ"
     );
+    if marker == "x-static-large-object" {
+        // The manifest names segments by the client's names, and by the target's on b.
+        let names_in = |r: HttpResponse| -> Vec<String> {
+            let items: Vec<serde_json::Value> = serde_json::from_slice(&r.body).expect("manifest");
+            items
+                .iter()
+                .filter_map(|i| i["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        let seen = names_in(req(
+            "GET",
+            &format!("{url}/{c}/big.bin?multipart-manifest=get"),
+            &token,
+            &[],
+            b"",
+        ));
+        let stored = names_in(req(
+            "GET",
+            &format!("{url_b}/{moved}/big.bin?multipart-manifest=get"),
+            &token_b,
+            &[],
+            b"",
+        ));
+        assert_eq!(seen.len(), 4);
+        for (s, b) in seen.iter().zip(&stored) {
+            assert!(s.starts_with(&format!("/{c}_segments/")), "{s}");
+            assert_eq!(
+                b.replacen(
+                    &format!("/{moved}_segments/"),
+                    &format!("/{c}_segments/"),
+                    1
+                ),
+                *s
+            );
+        }
+    }
     let listed = cli(&["list", &format!("{c}_segments")]);
     assert_eq!(listed.lines().count(), 4, "{listed}");
 
