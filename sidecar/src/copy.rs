@@ -81,7 +81,10 @@ pub fn plan(
     raw_path: &str,
     headers: &HeaderMap,
 ) -> Option<Plan> {
-    if !path.has_object {
+    // Cheap checks first: this runs on every request.
+    let is_copy = method.as_str() == "COPY"
+        || (*method == Method::PUT && headers.contains_key("x-copy-from"));
+    if !path.has_object || !is_copy {
         return None;
     }
     let container = path.container.clone()?;

@@ -198,7 +198,6 @@ async fn route_and_send(
 
     let (Some(path), Some(route)) = (swift_path.as_ref(), route) else {
         // Local: only the names in headers need checking (they may point at routed containers).
-        let client_headers = headers.clone();
         if let Some(path) = &swift_path {
             let dest = Placement {
                 cluster: None,
@@ -225,13 +224,14 @@ async fn route_and_send(
         let response = send_timed(state, &state.local, &out, body, "local").await?;
         return match &swift_path {
             Some(path) => {
+                // The headers as sent: on the GET/HEAD this concerns, the client's own.
                 large_object(
                     state,
                     active,
                     &parts.method,
                     path,
                     query.as_deref(),
-                    &client_headers,
+                    &out.headers,
                     response,
                 )
                 .await

@@ -117,11 +117,9 @@ fn links_across_clusters_behave_like_links_inside_one() {
         let good = [("X-Symlink-Target-Etag", etag.as_str())];
         assert_eq!(link(link_c, "s", &good).status, 201);
         assert_eq!(link(target_c, "ref-s", &good).status, 201);
-        for (got, want) in [("s", "ref-s")] {
-            let g = req("GET", &format!("{url}/{link_c}/{got}"), &token, &[], b"");
-            let w = req("GET", &format!("{url}/{target_c}/{want}"), &token, &[], b"");
-            assert_eq!(view(&g), view(&w), "{link_c}: static link");
-        }
+        let g = req("GET", &format!("{url}/{link_c}/s"), &token, &[], b"");
+        let w = req("GET", &format!("{url}/{target_c}/ref-s"), &token, &[], b"");
+        assert_eq!(view(&g), view(&w), "{link_c}: static link");
         ok(
             &req("PUT", &format!("{url}/{target}"), &token, &[], b"changed"),
             "target changes",
