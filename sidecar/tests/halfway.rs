@@ -1,11 +1,19 @@
-//! A cross-cluster copy cut off halfway, through the real sidecar binary against real Swift.
-//! Alone in its test binary: it watches the space used on the clusters' tmpfs, which no other
-//! test may fill meanwhile.
+//! Cross-cluster operations cut off halfway, through the real sidecar binary against real
+//! Swift: a copy whose destination dies, and a DLO read whose segment cluster dies. The client
+//! gets an error, never a truncated object presented as complete, and nothing half-written is
+//! left. Its own test binary: the copy test watches the space used on the clusters' tmpfs,
+//! which no other test may fill meanwhile (the tests here run one at a time, see `SERIAL`).
 
 mod support;
 
+use std::io::{Read, Write};
+use std::sync::Mutex;
+
 use support::*;
 use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
+
+/// One test at a time: each stops a cluster's proxy and one watches the shared tmpfs.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn ok(r: &HttpResponse, what: &str) {
     assert!(
@@ -32,6 +40,7 @@ fn used_bytes(cluster: &swiftfed_tests::SwiftCluster) -> u64 {
 /// error, and once the cluster is back it holds no object, not even a truncated one.
 #[test]
 fn a_copy_cut_off_halfway_leaves_nothing_behind() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let [a, _] = shared_pair();
     let mut c = swiftfed_tests::SwiftCluster::start("c").expect("cluster c");
     let u = unique_name("cut").replace('-', "");
@@ -109,4 +118,97 @@ fn a_copy_cut_off_halfway_leaves_nothing_behind() {
     );
     let listed = req("GET", &format!("{url_c}/{fed}"), &token_c, &[], b"");
     assert!(listed.body.is_empty(), "listed: {}", listed.body_text());
+}
+
+/// A DLO whose segments live in cluster c is read through the sidecar; c's proxy stops after
+/// the client got 32 MiB: the answer ends short of its `Content-Length` (the client sees a
+/// broken transfer), it is not completed with anything else.
+#[test]
+fn a_dlo_read_cut_off_halfway_ends_short() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let [a, _] = shared_pair();
+    let mut c = swiftfed_tests::SwiftCluster::start("c").expect("cluster c");
+    let u = unique_name("cutdlo").replace('-', "");
+    let segs = format!("{u}segs");
+    let manifest = format!("{u}man");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{segs}\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, &c, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    for container in [&segs, &manifest] {
+        ok(
+            &req("PUT", &format!("{url}/{container}"), &token, &[], b""),
+            container,
+        );
+    }
+    let segment = pattern(64 << 20, 9);
+    for i in 0..4 {
+        ok(
+            &req(
+                "PUT",
+                &format!("{url}/{segs}/part/{i:03}"),
+                &token,
+                &[],
+                &segment,
+            ),
+            "segment",
+        );
+    }
+    let value = format!("{segs}/part/");
+    ok(
+        &req(
+            "PUT",
+            &format!("{url}/{manifest}/big"),
+            &token,
+            &[("X-Object-Manifest", &value)],
+            b"",
+        ),
+        "manifest",
+    );
+
+    let mut stream = std::net::TcpStream::connect(sidecar.addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /v1/AUTH_test/{manifest}/big HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n"
+    )
+    .expect("request");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let head_end = loop {
+        let n = stream.read(&mut buf).expect("head");
+        assert!(n > 0, "no answer");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    assert_eq!(length, 4 * segment.len());
+    let mut body = got.len() - head_end;
+    while body < 32 << 20 {
+        let n = stream.read(&mut buf).expect("body");
+        assert!(n > 0, "ended early before the cut");
+        body += n;
+    }
+    c.stop_proxy();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body += n,
+        }
+    }
+    assert!(
+        body < length,
+        "the answer went on to its full length ({body} of {length}) without the segments"
+    );
 }
