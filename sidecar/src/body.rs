@@ -123,6 +123,8 @@ struct SlotState {
 enum SlotBody {
     Incoming(Incoming),
     Made(http_body_util::Full<Bytes>),
+    /// A stream the sidecar assembles (a cross-cluster DLO being copied).
+    Assembled(ProxyBody),
 }
 
 impl SlotBody {
@@ -130,6 +132,7 @@ impl SlotBody {
         match self {
             SlotBody::Incoming(b) => b.size_hint(),
             SlotBody::Made(b) => b.size_hint(),
+            SlotBody::Assembled(b) => b.size_hint(),
         }
     }
 
@@ -137,6 +140,7 @@ impl SlotBody {
         match self {
             SlotBody::Incoming(b) => b.is_end_stream(),
             SlotBody::Made(b) => b.is_end_stream(),
+            SlotBody::Assembled(b) => b.is_end_stream(),
         }
     }
 
@@ -144,6 +148,7 @@ impl SlotBody {
         match self {
             SlotBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             SlotBody::Made(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            SlotBody::Assembled(b) => Pin::new(b).poll_frame(cx),
         }
     }
 }
@@ -156,6 +161,11 @@ impl BodySlot {
     /// A body the sidecar made itself.
     pub fn from_bytes(bytes: Bytes) -> BodySlot {
         BodySlot::with(Some(SlotBody::Made(http_body_util::Full::new(bytes))))
+    }
+
+    /// A stream the sidecar assembles, as a request body.
+    pub fn from_body(body: ProxyBody) -> BodySlot {
+        BodySlot::with(Some(SlotBody::Assembled(body)))
     }
 
     fn with(body: Option<SlotBody>) -> BodySlot {

@@ -4,6 +4,7 @@
 //! body into a PUT at the destination (never buffered), with the same header rules, and answer
 //! with the PUT's answer plus the `X-Copied-From*` headers. Same-cluster copies never get here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -13,9 +14,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth;
 use crate::body::{BodySlot, ProxyBody};
+use crate::dlo;
 use crate::route_table::RouteTable;
 use crate::state::{Active, State};
 use crate::swift_path::{decode, encode_segment, SwiftPath};
+use crate::symlink;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
 
 /// Python's `quote(path)` (safe `/`), as Swift sends `X-Copied-From`.
@@ -150,6 +153,8 @@ pub enum CopyError {
     UnknownCluster(String),
     #[error("{0}")]
     Token(String),
+    #[error("{1}")]
+    Source(StatusCode, String),
 }
 
 impl CopyError {
@@ -157,6 +162,7 @@ impl CopyError {
         match self {
             CopyError::Upstream(e) => e.status(),
             CopyError::UnknownCluster(_) | CopyError::Token(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CopyError::Source(status, _) => *status,
         }
     }
 }
@@ -283,8 +289,8 @@ fn is_meta(name: &str) -> bool {
 
 /// Runs a cross-cluster copy. `headers` are the client's (hop-by-hop already removed).
 pub async fn run(
-    state: &State,
-    active: &Active,
+    state: &Arc<State>,
+    active: &Arc<Active>,
     plan: &Plan,
     headers: &HeaderMap,
     query: Option<&str>,
@@ -344,8 +350,55 @@ pub async fn run(
     if source.status().as_u16() >= 300 {
         return Ok(Outcome::Upstream(source, source_hop.upstream.timeouts.idle));
     }
-    let source_length = source
-        .headers()
+    // A source that is one of the sidecar's stand-ins (a link to, or a DLO with segments in,
+    // another cluster) is copied as Swift copies what it stands for: the target's or the
+    // assembled content, unless the link or manifest itself is asked for.
+    let link_get = params.iter().any(|(k, v)| k == "symlink" && v == "get");
+    let source = if symlink::is_link(source.headers()) && !link_get {
+        let account = &plan.source.account;
+        match symlink::follow(
+            state,
+            active,
+            account,
+            &Method::GET,
+            source.headers(),
+            headers,
+        )
+        .await?
+        {
+            symlink::Followed::Upstream(followed, idle) if followed.status().as_u16() >= 300 => {
+                return Ok(Outcome::Upstream(followed, idle));
+            }
+            symlink::Followed::Upstream(followed, _) => {
+                let (parts, body) = followed.into_parts();
+                (parts, BodySlot::new(Some(body)))
+            }
+            symlink::Followed::Local(answer) => return Ok(Outcome::Local(answer)),
+        }
+    } else if let Some(value) = dlo::marker(source.headers()).filter(|_| !manifest_get) {
+        let assembled = dlo::assemble(
+            state,
+            active,
+            headers,
+            &plan.source.account,
+            &Method::GET,
+            source.headers(),
+            &value,
+        )
+        .await
+        .map_err(|e| CopyError::Source(e.status(), e.to_string()))?;
+        if assembled.status().as_u16() >= 300 {
+            return Ok(Outcome::Local(assembled));
+        }
+        let (parts, body) = assembled.into_parts();
+        (parts, BodySlot::from_body(body))
+    } else {
+        let (parts, body) = source.into_parts();
+        (parts, BodySlot::new(Some(body)))
+    };
+    let (source_parts, body) = source;
+    let source_length = source_parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -358,7 +411,6 @@ pub async fn run(
     };
 
     // 2. The sink request's headers, by Swift's rules.
-    let (source_parts, source_body) = source.into_parts();
     let sh = &source_parts.headers;
     let mut sink = HeaderMap::new();
     if !is_true(headers.get("x-fresh-metadata")) {
@@ -467,7 +519,6 @@ pub async fn run(
         // Nothing is read from the source until the destination accepts the request.
         expect_continue: source_length > 0,
     };
-    let body = BodySlot::new(Some(source_body));
     let (mut answer, _) = dest_hop.upstream.send(&sink_out, &body).await?;
     if answer.status().is_success() {
         for (k, v) in &extra {

@@ -705,8 +705,8 @@ async fn bulk_delete(
 
 /// A copy whose ends live in different clusters (`copy`).
 struct CrossClusterCopy<'r> {
-    state: &'r State,
-    active: &'r Active,
+    state: &'r Arc<State>,
+    active: &'r Arc<Active>,
     method: &'r Method,
     path: &'r SwiftPath<'r>,
     plan: &'r copy::Plan,
@@ -714,8 +714,8 @@ struct CrossClusterCopy<'r> {
 }
 
 fn cross_cluster_copy<'r>(
-    state: &'r State,
-    active: &'r Active,
+    state: &'r Arc<State>,
+    active: &'r Arc<Active>,
     method: &'r Method,
     path: &'r SwiftPath<'r>,
     plan: &'r copy::Plan,

@@ -141,6 +141,45 @@ fn dlo_segments_in_another_cluster_read_like_swifts_own() {
         );
         assert_eq!(view(&got), view(&want), "{manifest_c}: the manifest itself");
 
+        // A server-side copy into the other cluster copies the assembled content, as Swift
+        // copies its own DLO.
+        let copy = |from: &str, to: &str| {
+            req(
+                "PUT",
+                &format!("{url}/{to}"),
+                &token,
+                &[("X-Copy-From", from)],
+                b"",
+            )
+        };
+        ok(
+            &copy(&format!("{manifest_c}/big"), &format!("{segs}/copy-of-big")),
+            "cross-cluster copy of the DLO",
+        );
+        ok(
+            &copy(
+                &format!("{reference_c}/ref-big"),
+                &format!("{reference_c}/ref-copy"),
+            ),
+            "Swift's copy of its DLO",
+        );
+        let got = req(
+            "GET",
+            &format!("{url}/{segs}/copy-of-big"),
+            &token,
+            &[],
+            b"",
+        );
+        let want = req(
+            "GET",
+            &format!("{url}/{reference_c}/ref-copy"),
+            &token,
+            &[],
+            b"",
+        );
+        assert_eq!(view(&got), view(&want), "{manifest_c}: copies");
+        assert!(got.body == whole, "the copy holds the content");
+
         // A metadata POST without X-Object-Manifest makes the manifest a plain object in
         // Swift 2.38; so it does across clusters.
         for target in [&crossed, &single] {

@@ -100,6 +100,46 @@ fn links_across_clusters_behave_like_links_inside_one() {
             );
             assert_eq!(got.body, want.body, "{link_c}: {method}{query} bytes");
         }
+        // A server-side copy into the other cluster copies the target's content, as Swift
+        // copies its own links; with `?symlink=get` it copies the link.
+        let copy = |from: &str, to: &str, query: &str| {
+            req(
+                "PUT",
+                &format!("{url}/{to}{query}"),
+                &token,
+                &[("X-Copy-From", from)],
+                b"",
+            )
+        };
+        ok(
+            &copy(&format!("{link_c}/l"), &format!("{target_c}/copy-of-l"), ""),
+            "cross-cluster copy of the link",
+        );
+        ok(
+            &copy(
+                &format!("{target_c}/ref-l"),
+                &format!("{target_c}/ref-copy"),
+                "",
+            ),
+            "Swift's copy of its link",
+        );
+        let got = req(
+            "GET",
+            &format!("{url}/{target_c}/copy-of-l"),
+            &token,
+            &[],
+            b"",
+        );
+        let want = req(
+            "GET",
+            &format!("{url}/{target_c}/ref-copy"),
+            &token,
+            &[],
+            b"",
+        );
+        assert_eq!(view(&got), view(&want), "{link_c}: copies");
+        assert_eq!(got.body, b"the target's bytes");
+
         let shown = req("GET", &format!("{crossed}?symlink=get"), &token, &[], b"");
         assert_eq!(shown.header("x-symlink-target"), Some(target.as_str()));
 
