@@ -793,8 +793,13 @@ struct Totals {
     bytes: u64,
 }
 
-/// Every routed container of the account (all pages, no client filters) with its own
-/// container HEAD on its cluster.
+/// Routed containers whose own `HEAD` gives their numbers; beyond that many, the targets'
+/// account-listing numbers are used (one request per page instead of one per container).
+const HEAD_LIMIT: usize = 100;
+
+/// Every routed container of the account (all pages, no client filters), counted with its own
+/// container `HEAD` on its cluster (up to [`HEAD_LIMIT`] containers), else with its target's
+/// account-listing numbers.
 async fn routed_totals(
     state: &State,
     active: &Active,
@@ -806,7 +811,14 @@ async fn routed_totals(
         limit: MAX_LIMIT,
         ..Params::default()
     };
-    let mut totals = Totals::default();
+    let ctx = Ctx {
+        state,
+        active,
+        client_headers,
+        account,
+    };
+    // (cluster, account on it, container on it, listed objects, listed bytes)
+    let mut routed = Vec::new();
     for template in sources {
         let mut source = Source {
             cluster: template.cluster,
@@ -819,46 +831,48 @@ async fn routed_totals(
             done: false,
         };
         while !source.done {
-            let ctx = Ctx {
-                state,
-                active,
-                client_headers,
-                account,
-            };
             fetch_page(&ctx, &mut source, &all).await?;
-            while let Some((client, _)) = source.buffer.pop_front() {
-                let Some(name) = to_source(&source, account, &client) else {
-                    continue;
-                };
-                let path = format!(
-                    "/v1/{}/{}",
-                    encode_segment(&source.account),
-                    encode_segment(&name)
-                );
-                let head = send(
-                    state,
-                    active,
-                    client_headers,
-                    source.cluster,
-                    Method::HEAD,
-                    path,
-                )
-                .await?;
-                if !head.status.is_success() {
-                    continue;
+            while let Some((client, record)) = source.buffer.pop_front() {
+                if let Some(name) = to_source(&source, account, &client) {
+                    routed.push((
+                        source.cluster,
+                        source.account.clone(),
+                        name,
+                        record.number("count"),
+                        record.number("bytes"),
+                    ));
                 }
-                let number = |h: &str| -> u64 {
-                    head.headers
-                        .get(h)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0)
-                };
-                totals.containers += 1;
-                totals.objects += number("x-container-object-count");
-                totals.bytes += number("x-container-bytes-used");
             }
         }
+    }
+    let mut totals = Totals::default();
+    let each_head = routed.len() <= HEAD_LIMIT;
+    for (cluster, target_account, name, listed_objects, listed_bytes) in routed {
+        if !each_head {
+            totals.containers += 1;
+            totals.objects += listed_objects;
+            totals.bytes += listed_bytes;
+            continue;
+        }
+        let path = format!(
+            "/v1/{}/{}",
+            encode_segment(&target_account),
+            encode_segment(&name)
+        );
+        let head = send(state, active, client_headers, cluster, Method::HEAD, path).await?;
+        if !head.status.is_success() {
+            continue;
+        }
+        let number = |h: &str| -> u64 {
+            head.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        totals.containers += 1;
+        totals.objects += number("x-container-object-count");
+        totals.bytes += number("x-container-bytes-used");
     }
     Ok(totals)
 }
