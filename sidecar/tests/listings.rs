@@ -225,6 +225,44 @@ fn account_listings_merge_routed_containers_exactly() {
         number(&want, "x-account-container-count")
     );
 
+    // Past 100 routed containers the counts use b's own account-listing numbers for them
+    // (no HEAD per container): the container count stays exact.
+    for i in 0..100 {
+        let c = n(&format!("fed-many-{i:03}"));
+        ok(&req("PUT", &format!("{url_b}/{c}"), &token_b, &[], b""), &c);
+        ok(
+            &req("PUT", &format!("{url_ref}/{c}"), &token_ref, &[], b""),
+            &c,
+        );
+    }
+    let head = req("HEAD", &url, &token, &[], b"");
+    let want = req("HEAD", &url_ref, &token_ref, &[], b"");
+    assert_eq!(
+        number(&head, "x-account-container-count"),
+        number(&want, "x-account-container-count"),
+        "many routed containers"
+    );
+    let listed_on_b = req(
+        "GET",
+        &format!("{url_b}?format=json&prefix={}", n("")),
+        &token_b,
+        &[],
+        b"",
+    );
+    let listed_on_b: Vec<serde_json::Value> =
+        serde_json::from_slice(&listed_on_b.body).expect("json");
+    let routed_objects: u64 = listed_on_b
+        .iter()
+        .filter(|c| c["name"].as_str() != Some(n("other-on-b").as_str()))
+        .filter_map(|c| c["count"].as_u64())
+        .sum();
+    let local_head = req("HEAD", &url_a, &token_a, &[], b"");
+    assert_eq!(
+        number(&head, "x-account-object-count"),
+        number(&local_head, "x-account-object-count") + routed_objects,
+        "objects from b's listing numbers"
+    );
+
     // A client the local cluster refuses gets the local answer, and nothing from b.
     let denied = req("GET", &url, "AUTH_tk_not_a_token", &[], b"");
     assert_eq!(denied.status, 401);
