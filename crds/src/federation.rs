@@ -156,7 +156,19 @@ pub struct FederationRoute {
     pub target: RouteTarget,
     #[serde(default)]
     pub mode: RouteMode,
+    /// Containers named `<container><suffix>` (segment containers) follow this route unless a
+    /// route names them itself. Absent: `["_segments"]` (python-swiftclient, rclone); `[]`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub segment_suffixes: Option<Vec<SegmentSuffix>>,
 }
+
+/// A container-name suffix such as `_segments`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct SegmentSuffix(
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[^/]+$"))] pub String,
+);
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

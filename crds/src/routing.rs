@@ -175,12 +175,33 @@ pub struct RouteSpec {
     pub target: TargetSpec,
     #[serde(default)]
     pub mode: RouteMode,
+    /// Containers named `<container><suffix>` follow the route of `<container>` unless a route
+    /// names them itself (an exact match, or a prefix longer than `<container>`). Absent:
+    /// [`DEFAULT_SEGMENT_SUFFIXES`] (python-swiftclient's and rclone's `_segments`); empty: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_suffixes: Option<Vec<String>>,
     /// Only sidecars whose pod carries all these labels use the route; every sidecar when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_selector: Option<LabelSelector>,
     /// Who asked for this route (e.g. `namespace/federation`), for metrics and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+}
+
+/// Segment containers that follow their parent's route when a route does not say otherwise.
+pub const DEFAULT_SEGMENT_SUFFIXES: [&str; 1] = ["_segments"];
+
+impl RouteSpec {
+    /// The suffixes whose containers follow this route (see `segment_suffixes`).
+    pub fn effective_segment_suffixes(&self) -> Vec<String> {
+        match &self.segment_suffixes {
+            Some(list) => list.clone(),
+            None => DEFAULT_SEGMENT_SUFFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

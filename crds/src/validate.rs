@@ -153,6 +153,11 @@ pub(crate) fn routing_table(table: &RoutingTable) -> Result<(), ValidationErrors
                 errors.push(format!("{at}.target.container"), reason);
             }
         }
+        for (j, suffix) in route.segment_suffixes.iter().flatten().enumerate() {
+            if let Err(reason) = name_segment(suffix) {
+                errors.push(format!("{at}.segmentSuffixes[{j}]"), reason);
+            }
+        }
         let selector = route
             .proxy_selector
             .as_ref()

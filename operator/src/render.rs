@@ -257,6 +257,10 @@ fn render_one(
                 container: route.target.container.clone(),
             },
             mode: route.mode,
+            segment_suffixes: route
+                .segment_suffixes
+                .as_ref()
+                .map(|list| list.iter().map(|s| s.0.clone()).collect()),
             proxy_selector: selector.clone(),
             source: Some(format!("{namespace}/{name}")),
         });

@@ -113,13 +113,62 @@ pub struct BodySlot {
 }
 
 struct SlotState {
-    body: Option<Incoming>,
+    body: Option<SlotBody>,
     touched: bool,
     bytes: u64,
 }
 
+/// A client's streamed body, or one the sidecar made for a request of its own (bulk deletes
+/// split by cluster): an enum rather than a boxed body, to keep the client path direct.
+enum SlotBody {
+    Incoming(Incoming),
+    Made(http_body_util::Full<Bytes>),
+    /// A stream the sidecar assembles (a cross-cluster DLO being copied).
+    Assembled(ProxyBody),
+}
+
+impl SlotBody {
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            SlotBody::Incoming(b) => b.size_hint(),
+            SlotBody::Made(b) => b.size_hint(),
+            SlotBody::Assembled(b) => b.size_hint(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            SlotBody::Incoming(b) => b.is_end_stream(),
+            SlotBody::Made(b) => b.is_end_stream(),
+            SlotBody::Assembled(b) => b.is_end_stream(),
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            SlotBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            SlotBody::Made(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            SlotBody::Assembled(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+}
+
 impl BodySlot {
     pub fn new(body: Option<Incoming>) -> BodySlot {
+        BodySlot::with(body.map(SlotBody::Incoming))
+    }
+
+    /// A body the sidecar made itself.
+    pub fn from_bytes(bytes: Bytes) -> BodySlot {
+        BodySlot::with(Some(SlotBody::Made(http_body_util::Full::new(bytes))))
+    }
+
+    /// A stream the sidecar assembles, as a request body.
+    pub fn from_body(body: ProxyBody) -> BodySlot {
+        BodySlot::with(Some(SlotBody::Assembled(body)))
+    }
+
+    fn with(body: Option<SlotBody>) -> BodySlot {
         BodySlot {
             inner: Arc::new(Mutex::new(SlotState {
                 body,
@@ -245,7 +294,7 @@ impl Body for AttemptBody {
             this.progress.finish();
             return Poll::Ready(None);
         };
-        match Pin::new(body).poll_frame(cx) {
+        match body.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.progress.touch(data.len());
@@ -253,7 +302,7 @@ impl Body for AttemptBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => {
                 this.progress.finish();
                 Poll::Ready(None)
@@ -369,4 +418,30 @@ impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for ResponseBody<F> {
             .map(|b| b.size_hint())
             .unwrap_or_else(|| SizeHint::with_exact(0))
     }
+}
+
+/// Reads a small body whole (bulk-delete lists, SLO manifests); `Ok(None)` when it is longer
+/// than `max`.
+pub async fn read_to_end<B>(mut body: B, max: usize) -> Result<Option<Vec<u8>>, String>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > max {
+                return Ok(None);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The client's body from its slot, read whole (see [`read_to_end`]).
+pub async fn read_slot(slot: &BodySlot, max: usize) -> Result<Option<Vec<u8>>, String> {
+    read_to_end(slot.attempt(Progress::new(), None, Duration::ZERO), max).await
 }

@@ -12,10 +12,16 @@ use tokio::time::Instant;
 
 use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
+use crate::bulk;
+use crate::copy;
+use crate::dlo;
+use crate::listing;
 use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
 use crate::rename::{self, Placement};
+use crate::slo;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
+use crate::symlink;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -130,8 +136,8 @@ pub fn swift_error(status: StatusCode, detail: &str) -> Response<ProxyBody> {
 }
 
 async fn route_and_send(
-    state: &State,
-    active: &Active,
+    state: &Arc<State>,
+    active: &Arc<Active>,
     parts: http::request::Parts,
     raw_path: &str,
     query: Option<String>,
@@ -148,6 +154,43 @@ async fn route_and_send(
         .get(header::EXPECT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if let Some(path) = &swift_path {
+        if let Some(plan) = copy::plan(&active.routes, &parts.method, path, raw_path, &headers) {
+            record.route = "cross-cluster-copy".into();
+            record.cluster = plan.dest.cluster.clone().unwrap_or_else(|| "local".into());
+            let copy = cross_cluster_copy(state, active, &parts.method, path, &plan, &headers);
+            return copy.run(query.as_deref(), body).await;
+        }
+    }
+    if let Some(path) = swift_path.as_ref().filter(|p| p.container.is_none()) {
+        if bulk::applies(
+            &active.routes,
+            &path.account,
+            &parts.method,
+            query.as_deref(),
+        ) {
+            if let Some(response) =
+                bulk_delete(state, active, &parts.method, path, &headers, body).await?
+            {
+                record.route = "bulk-delete".into();
+                return Ok(ProxyResponse::Local(response));
+            }
+        }
+        if listing::applies(&active.routes, &path.account, &parts.method) {
+            let merged = merged_listing(
+                state,
+                active,
+                &parts.method,
+                path,
+                query.as_deref(),
+                &headers,
+            );
+            if let Some(response) = merged.await? {
+                record.route = "account-listing".into();
+                return Ok(ProxyResponse::Local(response));
+            }
+        }
+    }
     let with_query = |path: String| match &query {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -160,17 +203,41 @@ async fn route_and_send(
                 cluster: None,
                 account: &path.account,
             };
+            if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
+                dlo::mark_request(&mut headers, &active.routes, &path.account, None);
+                if let Some(refusal) =
+                    link_elsewhere(state, active, &parts.method, path, None, &mut headers).await?
+                {
+                    return Ok(ProxyResponse::Local(refusal));
+                }
+            }
             rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
                 .map_err(Refusal::BadRequest)?;
         }
         let out = Outgoing {
-            method: parts.method,
+            method: parts.method.clone(),
             path_and_query: with_query(raw_path.to_string()),
             headers,
             endpoint_host: false,
             expect_continue,
         };
-        return send_timed(state, &state.local, &out, body, "local").await;
+        let response = send_timed(state, &state.local, &out, body, "local").await?;
+        return match &swift_path {
+            Some(path) => {
+                // The headers as sent: on the GET/HEAD this concerns, the client's own.
+                large_object(
+                    state,
+                    active,
+                    &parts.method,
+                    path,
+                    query.as_deref(),
+                    &out.headers,
+                    response,
+                )
+                .await
+            }
+            None => Ok(response),
+        };
     };
 
     record.route = route.label.clone();
@@ -196,8 +263,35 @@ async fn route_and_send(
     if credentials.is_some() {
         authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
     }
+    if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
+        dlo::mark_request(
+            &mut headers,
+            &active.routes,
+            &path.account,
+            Some(&route.cluster),
+        );
+        let here = Some(route.cluster.as_str());
+        if let Some(refusal) =
+            link_elsewhere(state, active, &parts.method, path, here, &mut headers).await?
+        {
+            return Ok(ProxyResponse::Local(refusal));
+        }
+    }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
+    // An SLO manifest into a renaming route: its segment paths are renamed too (`slo`).
+    let manifest_body;
+    let body = if parts.method == Method::PUT
+        && path.has_object
+        && slo::is_manifest(query.as_deref(), "put")
+        && slo::renames(&active.routes, &path.account)
+    {
+        manifest_body =
+            renamed_manifest(body, &active.routes, &path.account, &dest, &mut headers).await?;
+        &manifest_body
+    } else {
+        body
+    };
 
     let mut sidecar_token = None;
     let mut upstream_expect = expect_continue;
@@ -226,6 +320,39 @@ async fn route_and_send(
         if !body.is_end_stream() && !upstream_expect {
             headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
             upstream_expect = true;
+        }
+    }
+
+    if route.mode == RouteMode::Migrate
+        && !path.has_object
+        && matches!(parts.method, Method::GET | Method::HEAD)
+        && path.container.as_deref() == path.routing_container()
+    {
+        if let (Some(container), Some(target_container)) = (&path.container, &target.container) {
+            let ctx = listing::Ctx {
+                state,
+                active,
+                client_headers: &client_headers,
+                account: &path.account,
+            };
+            let there = listing::TargetContainer {
+                cluster: &route.cluster,
+                account: &target.account,
+                container: target_container,
+            };
+            let merged = listing::migrating_container(
+                &ctx,
+                &parts.method,
+                container,
+                &there,
+                query.as_deref(),
+            );
+            if let Some(r) = merged
+                .await
+                .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?
+            {
+                return Ok(ProxyResponse::Local(r));
+            }
         }
     }
 
@@ -272,6 +399,26 @@ async fn route_and_send(
         }
     }
 
+    // Migrate: an object is deleted from both clusters; found in either, it is gone.
+    if route.mode == RouteMode::Migrate && path.has_object && parts.method == Method::DELETE {
+        let out = Outgoing {
+            method: Method::DELETE,
+            path_and_query: with_query(raw_path.to_string()),
+            headers: client_headers.clone(),
+            endpoint_host: false,
+            expect_continue: false,
+        };
+        let local = send_timed(state, &state.local, &out, body, "local").await?;
+        let target_status = response_status(&response);
+        let local_status = response_status(&local);
+        if target_status == Some(StatusCode::NOT_FOUND)
+            && local_status.is_some_and(|s| s.is_success())
+        {
+            record.cluster = "local".into();
+            return Ok(local);
+        }
+    }
+
     // Migrate: objects not yet on the target are still read from the local cluster.
     if route.mode == RouteMode::Migrate
         && path.has_object
@@ -298,7 +445,348 @@ async fn route_and_send(
             &path.account,
         );
     }
-    Ok(response)
+    if parts.method == Method::GET
+        && path.has_object
+        && slo::is_manifest(query.as_deref(), "get")
+        && slo::renames(&active.routes, &path.account)
+    {
+        response =
+            manifest_names_back(response, &active.routes, &route.cluster, &target.account).await?;
+    }
+    large_object(
+        state,
+        active,
+        &parts.method,
+        path,
+        query.as_deref(),
+        &client_headers,
+        response,
+    )
+    .await
+}
+
+/// The client's SLO manifest, read whole (Swift bounds its size) and renamed for the target.
+async fn renamed_manifest(
+    body: &BodySlot,
+    routes: &crate::route_table::RouteTable,
+    account: &str,
+    dest: &Placement<'_>,
+    headers: &mut HeaderMap,
+) -> Result<BodySlot, Refusal> {
+    let bytes = body::read_slot(body, slo::MAX_MANIFEST)
+        .await
+        .map_err(Refusal::BadRequest)?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "manifest too large",
+            ))
+        })?;
+    let bytes = slo::rename_put(&bytes, routes, account, dest)
+        .map_err(Refusal::BadRequest)?
+        .unwrap_or(bytes);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.remove(header::EXPECT);
+    Ok(BodySlot::from_bytes(bytes.into()))
+}
+
+/// A `?multipart-manifest=get` answer with the client's names (and the ETag of what the
+/// client then reads, as one cluster holding those names would send).
+async fn manifest_names_back(
+    response: ProxyResponse,
+    routes: &crate::route_table::RouteTable,
+    cluster: &str,
+    target_account: &str,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { response, idle } = response else {
+        return Ok(response);
+    };
+    if response.status() != StatusCode::OK {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let (mut parts, incoming) = response.into_parts();
+    let bytes = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "manifest too large"))
+        })?;
+    let bytes = slo::rename_get(&bytes, routes, cluster, target_account).unwrap_or(bytes);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if parts.headers.contains_key(header::ETAG) {
+        use md5::Digest;
+        let digest: String = md5::Md5::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&digest) {
+            parts.headers.insert(header::ETAG, v);
+        }
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(ProxyResponse::Local(Response::from_parts(
+        parts,
+        body::full(bytes),
+    )))
+}
+
+/// A `GET`/`HEAD` answered with a cross-cluster DLO manifest is answered with the object it
+/// stands for (`dlo`), or with the manifest as Swift shows one for `?multipart-manifest=get`.
+async fn large_object(
+    state: &Arc<State>,
+    active: &Arc<Active>,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    response: ProxyResponse,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { mut response, idle } = response else {
+        return Ok(response);
+    };
+    if symlink::is_link(response.headers()) {
+        return follow_link(
+            state,
+            active,
+            method,
+            path,
+            query,
+            client_headers,
+            response,
+            idle,
+        )
+        .await;
+    }
+    let Some(value) = dlo::marker(response.headers()) else {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    };
+    let manifest_get = query
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "multipart-manifest=get");
+    if !path.has_object
+        || !matches!(*method, Method::GET | Method::HEAD)
+        || manifest_get
+        // The manifest is empty: a Range is for the assembled object, not Swift's 416 on it.
+        || !(response.status().is_success()
+            || response.status() == StatusCode::RANGE_NOT_SATISFIABLE)
+    {
+        dlo::show_manifest(response.headers_mut());
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let assembled = dlo::assemble(
+        state,
+        active,
+        client_headers,
+        &path.account,
+        method,
+        response.headers(),
+        &value,
+    )
+    .await
+    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    Ok(ProxyResponse::Local(assembled))
+}
+
+/// A symlink `PUT` whose target lives in another cluster than `dest_cluster` is stored as the
+/// sidecar's link (`symlink`); a static link's target is checked first (with the client's
+/// right to read it, when the sidecar's own credentials read it). `Some`: Swift's refusal.
+async fn link_elsewhere(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    dest_cluster: Option<&str>,
+    headers: &mut HeaderMap,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    if *method != Method::PUT {
+        return Ok(None);
+    }
+    let Some((end, etag)) =
+        symlink::mark_request(headers, &active.routes, &path.account, dest_cluster)
+    else {
+        return Ok(None);
+    };
+    let Some(etag) = etag else { return Ok(None) };
+    authorize_target(state, active, headers, &end).await?;
+    symlink::check_static(state, active, &end, &etag, headers)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+}
+
+/// Reading `end` with the sidecar's own credentials needs the local cluster to allow the
+/// client to read its account.
+async fn authorize_target(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    end: &copy::End,
+) -> Result<(), Refusal> {
+    let uses_credentials = end
+        .cluster
+        .as_ref()
+        .and_then(|c| active.clusters.get(c))
+        .is_some_and(|c| c.tokens.is_some());
+    if uses_credentials {
+        authorize_locally(state, client_headers, &end.account, &Method::GET).await?;
+    }
+    Ok(())
+}
+
+/// A `GET`/`HEAD` answered with the sidecar's link is answered with its target, followed
+/// across clusters; `?symlink=get` and other requests see the link as Swift shows one.
+#[allow(clippy::too_many_arguments)]
+async fn follow_link(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    mut response: Response<Incoming>,
+    idle: Duration,
+) -> Result<ProxyResponse, Refusal> {
+    let link_get = query.unwrap_or("").split('&').any(|p| p == "symlink=get");
+    // The link is empty: a Range is for its target, not Swift's 416 on the link.
+    let followable =
+        response.status().is_success() || response.status() == StatusCode::RANGE_NOT_SATISFIABLE;
+    if link_get || !matches!(*method, Method::GET | Method::HEAD) || !followable {
+        symlink::show_link(response.headers_mut());
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    if let Some(end) = symlink::stored_target(&active.routes, &path.account, response.headers()) {
+        authorize_target(state, active, client_headers, &end).await?;
+    }
+    let followed = symlink::follow(
+        state,
+        active,
+        &path.account,
+        method,
+        response.headers(),
+        client_headers,
+    )
+    .await
+    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    Ok(match followed {
+        symlink::Followed::Upstream(response, idle) => ProxyResponse::Upstream { response, idle },
+        symlink::Followed::Local(response) => ProxyResponse::Local(response),
+    })
+}
+
+/// A bulk delete split across clusters (`bulk`). With the sidecar's own credentials on a
+/// target, the local cluster must first allow the client to write in the account.
+async fn bulk_delete(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    headers: &HeaderMap,
+    body: &BodySlot,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    let uses_credentials = active
+        .routes
+        .container_routes(&path.account)
+        .iter()
+        .any(|r| {
+            active
+                .clusters
+                .get(&r.cluster)
+                .is_some_and(|c| c.tokens.is_some())
+        });
+    if uses_credentials {
+        authorize_locally(state, headers, &path.account, &Method::DELETE).await?;
+    }
+    bulk::run(state, active, method, &path.account, headers, body)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+}
+
+/// A copy whose ends live in different clusters (`copy`).
+struct CrossClusterCopy<'r> {
+    state: &'r Arc<State>,
+    active: &'r Arc<Active>,
+    method: &'r Method,
+    path: &'r SwiftPath<'r>,
+    plan: &'r copy::Plan,
+    headers: &'r HeaderMap,
+}
+
+fn cross_cluster_copy<'r>(
+    state: &'r Arc<State>,
+    active: &'r Arc<Active>,
+    method: &'r Method,
+    path: &'r SwiftPath<'r>,
+    plan: &'r copy::Plan,
+    headers: &'r HeaderMap,
+) -> CrossClusterCopy<'r> {
+    CrossClusterCopy {
+        state,
+        active,
+        method,
+        path,
+        plan,
+        headers,
+    }
+}
+
+impl CrossClusterCopy<'_> {
+    /// With the sidecar's own credentials on either end, the local cluster must first allow
+    /// the client to read the source's account and write the destination's.
+    async fn run(self, query: Option<&str>, body: &BodySlot) -> Result<ProxyResponse, Refusal> {
+        let uses_credentials = [&self.plan.source.cluster, &self.plan.dest.cluster]
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                self.active
+                    .clusters
+                    .get(c)
+                    .is_some_and(|c| c.tokens.is_some())
+            });
+        if uses_credentials {
+            authorize_locally(self.state, self.headers, &self.path.account, self.method).await?;
+        }
+        match copy::run(
+            self.state,
+            self.active,
+            self.plan,
+            self.headers,
+            query,
+            body,
+        )
+        .await
+        {
+            Ok(copy::Outcome::Upstream(response, idle)) => {
+                Ok(ProxyResponse::Upstream { response, idle })
+            }
+            Ok(copy::Outcome::Local(response)) => Ok(ProxyResponse::Local(response)),
+            Err(e) => Err(Refusal::Denied(swift_error(e.status(), &e.to_string()))),
+        }
+    }
+}
+
+/// An account listing merged across clusters (`listing`); `None` when Swift should answer the
+/// request itself. With the sidecar's own credentials on a target, the local cluster must
+/// first allow the client to read the account.
+async fn merged_listing(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    let home = active.routes.lookup(&path.account, None);
+    let home_uses_credentials = home
+        .and_then(|r| active.clusters.get(&r.cluster))
+        .is_some_and(|c| c.tokens.is_some());
+    if home_uses_credentials {
+        authorize_locally(state, headers, &path.account, &Method::GET).await?;
+    }
+    listing::account(state, active, method, &path.account, query, headers)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
 }
 
 /// Whether the local cluster treats the client as the account's owner (cached like the other

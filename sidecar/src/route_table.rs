@@ -12,6 +12,8 @@ pub struct Route {
     pub target_account: Option<String>,
     pub target_container: Option<String>,
     pub mode: RouteMode,
+    /// Containers `<c><suffix>` follow the route of `<c>` (segment containers).
+    pub segment_suffixes: Vec<String>,
     /// Stable, human-readable id for logs and metric labels.
     pub label: String,
 }
@@ -32,7 +34,10 @@ impl Route {
             .clone()
             .unwrap_or_else(|| account.to_string());
         let container = container.map(|c| match (&self.matcher, &self.target_container) {
-            (Some(ContainerMatch::Exact(_)), Some(new)) => new.clone(),
+            // A segment container that follows this route keeps its suffix after the new name.
+            (Some(ContainerMatch::Exact(e)), Some(new)) => {
+                format!("{new}{}", c.strip_prefix(e.as_str()).unwrap_or(""))
+            }
             (Some(ContainerMatch::Prefix(p)), Some(new)) => {
                 format!("{new}{}", c.strip_prefix(p.as_str()).unwrap_or(c))
             }
@@ -54,13 +59,17 @@ impl Route {
     /// it (used to rewrite names in responses back).
     pub fn client_container(&self, target_container: &str) -> Option<String> {
         match (&self.matcher, &self.target_container) {
-            (Some(ContainerMatch::Exact(c)), Some(new)) => {
-                (target_container == new).then(|| c.clone())
-            }
+            (Some(ContainerMatch::Exact(c)), Some(new)) => target_container
+                .strip_prefix(new.as_str())
+                .filter(|rest| rest.is_empty() || self.segment_suffixes.iter().any(|s| s == rest))
+                .map(|rest| format!("{c}{rest}")),
             (Some(ContainerMatch::Prefix(p)), Some(new)) => target_container
                 .strip_prefix(new.as_str())
                 .map(|rest| format!("{p}{rest}")),
-            (Some(ContainerMatch::Exact(c)), None) => (target_container == c).then(|| c.clone()),
+            (Some(ContainerMatch::Exact(c)), None) => target_container
+                .strip_prefix(c.as_str())
+                .filter(|rest| rest.is_empty() || self.segment_suffixes.iter().any(|s| s == rest))
+                .map(|_| target_container.to_string()),
             (Some(ContainerMatch::Prefix(p)), None) => target_container
                 .starts_with(p.as_str())
                 .then(|| target_container.to_string()),
@@ -75,6 +84,8 @@ struct AccountRoutes {
     /// Longest prefix first.
     prefixes: Vec<(String, usize)>,
     account_wide: Option<usize>,
+    /// Every segment suffix some route of the account declares.
+    suffixes: Vec<String>,
 }
 
 #[derive(Default, Debug)]
@@ -106,12 +117,18 @@ impl RouteTable {
                 target_account: spec.target.account.clone(),
                 target_container: spec.target.container.clone(),
                 mode: spec.mode,
+                segment_suffixes: spec.effective_segment_suffixes(),
                 label,
             });
             let entry = out
                 .accounts
                 .entry(spec.matcher.account.clone())
                 .or_default();
+            for suffix in spec.effective_segment_suffixes() {
+                if !suffix.is_empty() && !entry.suffixes.contains(&suffix) {
+                    entry.suffixes.push(suffix);
+                }
+            }
             match &spec.matcher.container {
                 Some(ContainerMatch::Exact(c)) => {
                     entry.exact.entry(c.clone()).or_insert(idx);
@@ -141,25 +158,48 @@ impl RouteTable {
     }
 
     /// The route for a request on `account` (and `container`, for container and object requests).
-    /// Account requests only follow account-wide routes.
+    /// Account requests only follow account-wide routes. A segment container (`<c><suffix>`)
+    /// goes where `<c>` goes when that route lists the suffix, unless a route names the segment
+    /// container itself: an exact match, or a prefix longer than `<c>` (shorter prefixes match
+    /// `<c>` too and are already weighed by `<c>`'s own lookup).
     pub fn lookup(&self, account: &str, container: Option<&str>) -> Option<&Route> {
         let entry = self.accounts.get(account)?;
-        let idx = match container {
-            None => entry.account_wide,
-            Some(c) => entry
-                .exact
-                .get(c)
-                .copied()
-                .or_else(|| {
-                    entry
-                        .prefixes
-                        .iter()
-                        .find(|(p, _)| c.starts_with(p.as_str()))
-                        .map(|(_, i)| *i)
-                })
-                .or(entry.account_wide),
-        }?;
+        let Some(c) = container else {
+            return entry.account_wide.and_then(|i| self.routes.get(i));
+        };
+        if let Some(i) = entry.exact.get(c) {
+            return self.routes.get(*i);
+        }
+        let prefix = entry
+            .prefixes
+            .iter()
+            .find(|(p, _)| c.starts_with(p.as_str()));
+        for suffix in &entry.suffixes {
+            let Some(parent) = c.strip_suffix(suffix.as_str()) else {
+                continue;
+            };
+            if parent.is_empty() || prefix.is_some_and(|(p, _)| p.len() > parent.len()) {
+                continue;
+            }
+            if let Some(route) = self.lookup(account, Some(parent)) {
+                if route.segment_suffixes.contains(suffix) {
+                    return Some(route);
+                }
+            }
+        }
+        let idx = prefix.map(|(_, i)| *i).or(entry.account_wide)?;
         self.routes.get(idx)
+    }
+
+    /// The routes of `account` that match containers (exact or prefix), in table order.
+    pub fn container_routes(&self, account: &str) -> Vec<&Route> {
+        let Some(entry) = self.accounts.get(account) else {
+            return vec![];
+        };
+        let mut idx: Vec<usize> = entry.exact.values().copied().collect();
+        idx.extend(entry.prefixes.iter().map(|(_, i)| *i));
+        idx.sort_unstable();
+        idx.iter().filter_map(|i| self.routes.get(*i)).collect()
     }
 
     /// The client-side (account, container) for names seen in a response from `cluster`, when
@@ -273,5 +313,42 @@ routes:
         assert!(rt.lookup("B", Some("x")).is_none());
         assert!(rt.lookup("C", Some("x")).is_some());
         assert_eq!(RouteTable::new(&t, None).len(), 3);
+    }
+
+    #[test]
+    fn segment_containers_follow_their_parent() {
+        let t = table(
+            r#"
+clusters: [{name: b, endpoints: ["http://127.0.0.1:1"]}, {name: c, endpoints: ["http://127.0.0.1:2"]}]
+routes:
+- {match: {account: A, container: {exact: docs}}, target: {cluster: b, container: docs-b}}
+- {match: {account: A, container: {prefix: "fed-"}}, target: {cluster: b}}
+- {match: {account: A, container: {exact: "fed-x"}}, target: {cluster: c}, segmentSuffixes: ["_segments", "+segments"]}
+- {match: {account: A, container: {prefix: "fed-y_seg"}}, target: {cluster: c}}
+- {match: {account: A, container: {exact: plain}}, target: {cluster: c}, segmentSuffixes: []}
+"#,
+        );
+        let at = |c: &str| {
+            t.lookup("A", Some(c))
+                .map(|r| (r.cluster.clone(), r.target("A", Some(c)).container))
+        };
+        let some = |cluster: &str, c: &str| Some((cluster.to_string(), Some(c.to_string())));
+        // Renamed with the parent, suffix kept; and back.
+        assert_eq!(at("docs_segments"), some("b", "docs-b_segments"));
+        assert_eq!(
+            t.client_names("b", "A", "docs-b_segments"),
+            Some(("A".into(), "docs_segments".into()))
+        );
+        // A prefix route would send fed-x_segments to b; it follows fed-x to c instead.
+        assert_eq!(at("fed-x_segments"), some("c", "fed-x_segments"));
+        assert_eq!(at("fed-x+segments"), some("c", "fed-x+segments"));
+        // A suffix this route does not list: the prefix route decides.
+        assert_eq!(at("fed-z+segments"), some("b", "fed-z+segments"));
+        // A longer prefix names the segment container itself.
+        assert_eq!(at("fed-y_segments"), some("c", "fed-y_segments"));
+        // Off for this route; local parents keep local segments.
+        assert_eq!(at("plain_segments"), None);
+        assert_eq!(at("local_segments"), None);
+        assert_eq!(at("_segments"), None);
     }
 }

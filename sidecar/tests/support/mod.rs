@@ -317,3 +317,65 @@ pub fn raw_exchange(addr: &str, request: &[u8], read_budget: Duration) -> Vec<u8
     }
     out
 }
+
+/// What a listing says, minus what differs between two accounts or containers holding the
+/// same names (`last_modified`, the listed account's or container's own name): JSON as rows of
+/// (name or subdir, count, bytes, hash, content type), XML without those fields, plain text as
+/// is; each with its content type.
+pub fn listing_view(r: &HttpResponse) -> String {
+    let ctype = r.header("content-type").unwrap_or_default().to_string();
+    let text = r.body_text();
+    if ctype.starts_with("application/json") {
+        let items: Vec<serde_json::Value> = serde_json::from_str(&text).expect("json listing");
+        let rows: Vec<String> = items
+            .iter()
+            .map(|i| match i["subdir"].as_str() {
+                Some(s) => format!("subdir {s}"),
+                None => format!(
+                    "{} {} {} {} {}",
+                    i["name"], i["count"], i["bytes"], i["hash"], i["content_type"]
+                ),
+            })
+            .collect();
+        return format!("{ctype}\n{}", rows.join("\n"));
+    }
+    if ctype.contains("xml") {
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("<last_modified>") {
+            out.push_str(&rest[..start]);
+            let end = rest.find("</last_modified>").expect("closed") + "</last_modified>".len();
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        // The root element's name attribute: the first one after the declaration.
+        let out = match out
+            .find("?>")
+            .and_then(|d| out[d..].find(" name=\"").map(|n| d + n))
+        {
+            Some(at) => {
+                let value_end = out[at + 7..].find('"').map(|e| at + 7 + e + 1);
+                match value_end {
+                    Some(e) => format!("{}{}", &out[..at], &out[e..]),
+                    None => out,
+                }
+            }
+            None => out,
+        };
+        return format!("{ctype}\n{out}");
+    }
+    format!("{ctype}\n{text}")
+}
+
+/// Deterministic bytes that differ everywhere (a repeated block would hide misplaced segments).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

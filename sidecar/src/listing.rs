@@ -1,0 +1,1075 @@
+//! Account listings that include routed containers (DESIGN.md step 5): `GET`/`HEAD /v1/<a>` on
+//! an account some of whose containers live in other clusters.
+//!
+//! Every source (the account's home — local, or its account-wide route's target — and each
+//! container route's target) is listed as JSON, its names mapped back to the client's, and kept
+//! only if a request for that name would go there (Migrate routes also keep the home's copy).
+//! The sources are merged in name order (reverse when asked), with Swift's `marker`,
+//! `end_marker`, `prefix`, `delimiter` and `limit` applied to the merged set, and rendered as
+//! Swift's listing filter does (JSON, plain text, XML). Counts in the headers add, for each
+//! routed container, its own `HEAD` on its cluster to the home account's numbers.
+
+use std::collections::VecDeque;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use swiftfed_crds::routing::{ContainerMatch, RouteMode};
+
+use crate::body::{self, ProxyBody};
+use crate::pyformat::{dumps as swift_json, xml_escape, Object as Record};
+use crate::route_table::{Route, RouteTable};
+use crate::state::{Active, State};
+use crate::subrequest::{self, Answer, SubrequestError};
+use crate::swift_path::{decode, encode_segment};
+
+/// Swift's `CONTAINER_LISTING_LIMIT` (also the account listing maximum).
+const MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    #[error(transparent)]
+    Subrequest(#[from] SubrequestError),
+    #[error("listing from {0} is not JSON: {1}")]
+    Parse(String, String),
+    #[error("cluster {0:?} named by a route is not configured")]
+    UnknownCluster(String),
+    #[error("{0}")]
+    Token(String),
+}
+
+impl ListingError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ListingError::Subrequest(e) => e.status(),
+            ListingError::Parse(..) => StatusCode::BAD_GATEWAY,
+            ListingError::UnknownCluster(_) | ListingError::Token(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Plain,
+    Json,
+    Xml(&'static str),
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Plain => "text/plain; charset=utf-8",
+            Format::Json => "application/json; charset=utf-8",
+            Format::Xml(t) => t,
+        }
+    }
+}
+
+/// The client's listing parameters, decoded as Swift decodes a query string.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    limit: usize,
+    marker: Option<String>,
+    end_marker: Option<String>,
+    prefix: String,
+    delimiter: Option<char>,
+    reverse: bool,
+    format: Option<String>,
+}
+
+fn query_pairs(query: Option<&str>) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push((decode(&k.replace('+', " "))?, decode(&v.replace('+', " "))?));
+    }
+    Some(out)
+}
+
+impl Params {
+    /// `None` for anything Swift would refuse or treat specially (bad limit, long delimiter,
+    /// undecodable values): such requests go to Swift unchanged, which gives its own answer.
+    fn parse(query: Option<&str>) -> Option<Params> {
+        let mut p = Params {
+            limit: MAX_LIMIT,
+            ..Params::default()
+        };
+        for (k, v) in query_pairs(query)? {
+            match k.as_str() {
+                "limit" => {
+                    let n: usize = v.parse().ok()?;
+                    if n > MAX_LIMIT {
+                        return None;
+                    }
+                    p.limit = n;
+                }
+                "marker" if !v.is_empty() => p.marker = Some(v),
+                "end_marker" if !v.is_empty() => p.end_marker = Some(v),
+                "prefix" => p.prefix = v,
+                "delimiter" if !v.is_empty() => {
+                    let mut chars = v.chars();
+                    let c = chars.next()?;
+                    if chars.next().is_some() || c as u32 > 254 {
+                        return None;
+                    }
+                    p.delimiter = Some(c);
+                }
+                "reverse" => {
+                    p.reverse = matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "true" | "1" | "yes" | "on" | "t" | "y"
+                    )
+                }
+                "format" => p.format = Some(v.to_ascii_lowercase()),
+                _ => {}
+            }
+        }
+        Some(p)
+    }
+
+    /// Whether `name` is inside the requested window (the order the listing runs in).
+    fn admits(&self, name: &str) -> bool {
+        if !name.starts_with(&self.prefix) {
+            return false;
+        }
+        let (after, before) = if self.reverse {
+            (&self.end_marker, &self.marker)
+        } else {
+            (&self.marker, &self.end_marker)
+        };
+        after.as_deref().is_none_or(|m| name > m) && before.as_deref().is_none_or(|m| name < m)
+    }
+}
+
+/// The format the client asked for, as Swift's listing filter picks it; `None` = not
+/// acceptable (Swift answers 406 itself).
+pub(crate) fn pick_format(params: &Params, headers: &HeaderMap) -> Option<Format> {
+    if let Some(f) = &params.format {
+        return Some(match f.as_str() {
+            "json" => Format::Json,
+            "xml" => Format::Xml("application/xml; charset=utf-8"),
+            _ => Format::Plain,
+        });
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Format::Plain);
+    };
+    let offers = [
+        ("text/plain", Format::Plain),
+        ("application/json", Format::Json),
+        (
+            "application/xml",
+            Format::Xml("application/xml; charset=utf-8"),
+        ),
+        ("text/xml", Format::Xml("text/xml; charset=utf-8")),
+    ];
+    // Highest quality wins; on equal quality the more specific range, then the offer order.
+    let mut best: Option<(f32, u8, usize, Format)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        for (i, (offer, format)) in offers.iter().enumerate() {
+            let (otype, _) = offer.split_once('/').unwrap_or((offer, ""));
+            let specificity = if media == *offer {
+                2
+            } else if media == format!("{otype}/*") {
+                1
+            } else if media == "*/*" {
+                0
+            } else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((bq, bs, bi, _)) => {
+                    q > bq || (q == bq && (specificity > bs || (specificity == bs && i < bi)))
+                }
+            };
+            if better {
+                best = Some((q, specificity, i, *format));
+            }
+        }
+    }
+    best.filter(|(q, ..)| *q > 0.0).map(|(.., f)| f)
+}
+
+/// Where a listing comes from and which of its names belong to the merged listing.
+struct Source<'a> {
+    /// `None`: the local proxy.
+    cluster: Option<&'a str>,
+    account: String,
+    /// The route whose containers these are; `None` for the home source.
+    route: Option<&'a Route>,
+    /// Name prefix on the source that covers every container of the route.
+    source_prefix: Option<String>,
+    /// `Some(container)`: the object listing of that container (names kept as they are).
+    objects: Option<String>,
+    buffer: VecDeque<(String, Record)>,
+    next_marker: Option<String>,
+    done: bool,
+}
+
+/// Whether the account GET/HEAD needs merging: the account has container routes.
+pub fn applies(routes: &RouteTable, account: &str, method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD) && !routes.container_routes(account).is_empty()
+}
+
+/// The merged answer, or `None` when the request is one Swift should answer itself unchanged
+/// (parameters Swift refuses, a format it does not offer).
+pub async fn account(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    account: &str,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+) -> Result<Option<Response<ProxyBody>>, ListingError> {
+    let Some(params) = Params::parse(query) else {
+        return Ok(None);
+    };
+    let Some(format) = pick_format(&params, client_headers) else {
+        return Ok(None);
+    };
+    let routes = &active.routes;
+    let home_route = routes.lookup(account, None);
+    let mut sources = Vec::new();
+    for route in routes.container_routes(account) {
+        let target = route.target(account, None);
+        let prefix = match &route.matcher {
+            Some(ContainerMatch::Exact(e)) | Some(ContainerMatch::Prefix(e)) => Some(
+                route
+                    .target(account, Some(e))
+                    .container
+                    .unwrap_or_else(|| e.clone()),
+            ),
+            None => None,
+        };
+        sources.push(Source {
+            cluster: Some(route.cluster.as_str()),
+            account: target.account,
+            route: Some(route),
+            source_prefix: prefix,
+            objects: None,
+            buffer: VecDeque::new(),
+            next_marker: None,
+            done: false,
+        });
+    }
+    // Home last: on equal names the routed (target) record wins.
+    sources.push(Source {
+        cluster: home_route.map(|r| r.cluster.as_str()),
+        account: home_route
+            .map(|r| r.target(account, None).account)
+            .unwrap_or_else(|| account.to_string()),
+        route: None,
+        source_prefix: None,
+        objects: None,
+        buffer: VecDeque::new(),
+        next_marker: None,
+        done: false,
+    });
+    let home = sources.len() - 1;
+
+    // The home answers first, with the client's own credentials toward the local cluster: an
+    // error there (401, 403, 404) is the answer.
+    let ctx = Ctx {
+        state,
+        active,
+        client_headers,
+        account,
+    };
+    let first = fetch_page(&ctx, &mut sources[home], &params).await?;
+    if !first.status.is_success() {
+        return Ok(Some(plain_answer(first)));
+    }
+    let home_headers = first.headers;
+
+    let mut out: Vec<Record> = Vec::new();
+    if *method == Method::GET {
+        match merge(&ctx, &mut sources, &params).await? {
+            Merged::Records(records) => out = records,
+            Merged::Failed(answer) => return Ok(Some(plain_answer(answer))),
+        }
+    }
+
+    let totals = routed_totals(state, active, client_headers, account, &sources[..home]).await?;
+    let hidden = shadowed_totals(state, active, client_headers, account, &sources).await?;
+    let mut headers = home_headers;
+    for (name, add, sub) in [
+        (
+            "x-account-container-count",
+            totals.containers,
+            hidden.containers,
+        ),
+        ("x-account-object-count", totals.objects, hidden.objects),
+        ("x-account-bytes-used", totals.bytes, hidden.bytes),
+    ] {
+        let base: u64 = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        headers.insert(name, HeaderValue::from((base + add).saturating_sub(sub)));
+    }
+    Ok(Some(listing_response(
+        method,
+        format,
+        Listing::Account(account),
+        headers,
+        &out,
+    )))
+}
+
+/// What a listing request needs to reach its sources.
+pub struct Ctx<'a> {
+    pub state: &'a State,
+    pub active: &'a Active,
+    pub client_headers: &'a HeaderMap,
+    pub account: &'a str,
+}
+
+pub(crate) enum Merged {
+    Records(Vec<Record>),
+    /// A source failed with something other than 404: its answer is the answer.
+    Failed(Answer),
+}
+
+/// The merged listing, at most `params.limit` records.
+async fn merge(
+    ctx: &Ctx<'_>,
+    sources: &mut [Source<'_>],
+    params: &Params,
+) -> Result<Merged, ListingError> {
+    let mut out = Vec::new();
+    let limit = params.limit;
+    let failed = walk(ctx, sources, params, &mut |r| {
+        if out.len() < limit {
+            out.push(r);
+        }
+        out.len() < limit
+    })
+    .await?;
+    Ok(match failed {
+        Some(answer) => Merged::Failed(answer),
+        None => Merged::Records(out),
+    })
+}
+
+/// Walks the sources in listing order (reverse when asked) with `params` applied to the merged
+/// set (window, delimiter roll-up), handing each record to `emit` until it returns false. On
+/// equal names the earlier source's record wins. `Some(answer)`: a source failed with
+/// something other than 404, and its answer is the answer.
+async fn walk(
+    ctx: &Ctx<'_>,
+    sources: &mut [Source<'_>],
+    params: &Params,
+    emit: &mut (dyn FnMut(Record) -> bool + Send),
+) -> Result<Option<Answer>, ListingError> {
+    if params.limit == 0 {
+        return Ok(None);
+    }
+    let mut last: Option<String> = None;
+    let mut last_subdir: Option<String> = None;
+    loop {
+        for source in sources.iter_mut() {
+            // A page may hold only names outside the window: keep paging.
+            while source.buffer.is_empty() && !source.done {
+                let page = fetch_page(ctx, source, params).await?;
+                if !page.status.is_success() && page.status != StatusCode::NOT_FOUND {
+                    return Ok(Some(page));
+                }
+            }
+        }
+        let mut pick: Option<usize> = None;
+        for (i, s) in sources.iter().enumerate() {
+            let Some((name, _)) = s.buffer.front() else {
+                continue;
+            };
+            let better = match pick.and_then(|p| sources[p].buffer.front()) {
+                None => true,
+                Some((best, _)) => {
+                    if params.reverse {
+                        name > best
+                    } else {
+                        name < best
+                    }
+                }
+            };
+            if better {
+                pick = Some(i);
+            }
+        }
+        let Some(i) = pick else { break };
+        let Some((name, record)) = sources[i].buffer.pop_front() else {
+            break;
+        };
+        if last.as_deref() == Some(name.as_str()) {
+            continue;
+        }
+        let rolled = params.delimiter.and_then(|d| {
+            let rest = &name[params.prefix.len()..];
+            rest.find(d)
+                .map(|at| format!("{}{}", params.prefix, &rest[..at + d.len_utf8()]))
+        });
+        let more = match rolled {
+            Some(dir) => {
+                if last_subdir.as_deref() == Some(dir.as_str())
+                    || params.marker.as_deref() == Some(dir.as_str())
+                {
+                    true
+                } else {
+                    last_subdir = Some(dir.clone());
+                    emit(Record::new_subdir(dir))
+                }
+            }
+            None => emit(record),
+        };
+        last = Some(name);
+        if !more {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Where a container lives on its target cluster.
+pub struct TargetContainer<'a> {
+    pub cluster: &'a str,
+    pub account: &'a str,
+    pub container: &'a str,
+}
+
+/// A container being migrated (`Migrate` route): its `GET`/`HEAD` merge the target's objects
+/// with the local cluster's, the target's record winning on equal names, and count the merged
+/// set (both listings are walked whole for the counts). `None`: Swift should answer itself.
+pub async fn migrating_container(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    container: &str,
+    target: &TargetContainer<'_>,
+    query: Option<&str>,
+) -> Result<Option<Response<ProxyBody>>, ListingError> {
+    let Some(params) = Params::parse(query) else {
+        return Ok(None);
+    };
+    let Some(format) = pick_format(&params, ctx.client_headers) else {
+        return Ok(None);
+    };
+    let sources = || {
+        [
+            object_source(Some(target.cluster), target.account, target.container),
+            object_source(None, ctx.account, container),
+        ]
+    };
+    let mut listed = sources();
+    let first_target = fetch_page(ctx, &mut listed[0], &params).await?;
+    let first_local = fetch_page(ctx, &mut listed[1], &params).await?;
+    for answer in [&first_target, &first_local] {
+        if !answer.status.is_success() && answer.status != StatusCode::NOT_FOUND {
+            return Ok(Some(plain_answer(answer.clone())));
+        }
+    }
+    let mut headers = match (
+        first_target.status.is_success(),
+        first_local.status.is_success(),
+    ) {
+        (true, _) => first_target.headers,
+        (false, true) => first_local.headers,
+        (false, false) => return Ok(Some(plain_answer(first_target))),
+    };
+
+    let mut out = Vec::new();
+    if *method == Method::GET {
+        match merge(ctx, &mut listed, &params).await? {
+            Merged::Records(records) => out = records,
+            Merged::Failed(answer) => return Ok(Some(plain_answer(answer))),
+        }
+    }
+    let mut counted = sources();
+    let everything = Params {
+        limit: usize::MAX,
+        ..Params::default()
+    };
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let failed = walk(ctx, &mut counted, &everything, &mut |r| {
+        objects += 1;
+        bytes += r.number("bytes");
+        true
+    })
+    .await?;
+    if let Some(answer) = failed {
+        return Ok(Some(plain_answer(answer)));
+    }
+    headers.insert("x-container-object-count", HeaderValue::from(objects));
+    headers.insert("x-container-bytes-used", HeaderValue::from(bytes));
+    Ok(Some(listing_response(
+        method,
+        format,
+        Listing::Container(container),
+        headers,
+        &out,
+    )))
+}
+
+fn object_source<'a>(cluster: Option<&'a str>, account: &str, container: &str) -> Source<'a> {
+    Source {
+        cluster,
+        account: account.to_string(),
+        route: None,
+        source_prefix: None,
+        objects: Some(container.to_string()),
+        buffer: VecDeque::new(),
+        next_marker: None,
+        done: false,
+    }
+}
+
+/// The answer to a listing request: Swift's status, content type and length.
+fn listing_response(
+    method: &Method,
+    format: Format,
+    listing: Listing<'_>,
+    mut headers: HeaderMap,
+    records: &[Record],
+) -> Response<ProxyBody> {
+    for h in ["transfer-encoding", "connection", "content-length"] {
+        headers.remove(h);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    let body = if *method == Method::GET {
+        render(format, listing, records)
+    } else {
+        Vec::new()
+    };
+    // Swift answers a HEAD, and a listing with an empty body, with 204.
+    let status = if body.is_empty() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn plain_answer(answer: Answer) -> Response<ProxyBody> {
+    let mut headers = answer.headers;
+    for h in ["transfer-encoding", "connection"] {
+        headers.remove(h);
+    }
+    let mut response = Response::new(body::full(answer.body));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Client name of a source name, if the route (or the home) really serves it.
+fn client_name(
+    routes: &RouteTable,
+    account: &str,
+    source: &Source<'_>,
+    source_name: &str,
+) -> Option<String> {
+    match source.route {
+        Some(route) => {
+            let client = route.client_container(source_name)?;
+            let back = routes.lookup(account, Some(&client))?;
+            (std::ptr::eq(back, route)
+                && route.target(account, Some(&client)).container.as_deref() == Some(source_name))
+            .then_some(client)
+        }
+        None => {
+            let home = routes.lookup(account, None);
+            match routes.lookup(account, Some(source_name)) {
+                Some(r) if home.is_some_and(|h| std::ptr::eq(h, r)) => {
+                    Some(source_name.to_string())
+                }
+                // A container being migrated is still listed from where it came from.
+                Some(r) if r.mode == RouteMode::Migrate && home.is_none() => {
+                    Some(source_name.to_string())
+                }
+                None if home.is_none() => Some(source_name.to_string()),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Request headers toward a source: the client's toward the local proxy, the client's token
+/// (Passthrough) or the sidecar's (Credentials) toward a target.
+pub(crate) async fn source_headers(
+    active: &Active,
+    client_headers: &HeaderMap,
+    cluster: Option<&str>,
+) -> Result<(HeaderMap, bool), ListingError> {
+    let mut headers = HeaderMap::new();
+    let Some(cluster) = cluster else {
+        for (k, v) in client_headers {
+            if k != header::ACCEPT && k != header::CONTENT_LENGTH {
+                headers.append(k, v.clone());
+            }
+        }
+        return Ok((headers, false));
+    };
+    let runtime = active
+        .clusters
+        .get(cluster)
+        .ok_or_else(|| ListingError::UnknownCluster(cluster.to_string()))?;
+    match &runtime.tokens {
+        Some(tokens) => {
+            let token = tokens
+                .token()
+                .await
+                .map_err(|e| ListingError::Token(e.to_string()))?;
+            headers.insert("x-auth-token", token);
+        }
+        None => {
+            if let Some(t) = client_headers.get("x-auth-token") {
+                headers.insert("x-auth-token", t.clone());
+            }
+        }
+    }
+    if let Some(t) = client_headers.get("x-trans-id-extra") {
+        headers.insert("x-trans-id-extra", t.clone());
+    }
+    Ok((headers, true))
+}
+
+pub(crate) async fn send(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    cluster: Option<&str>,
+    method: Method,
+    path_and_query: String,
+) -> Result<Answer, ListingError> {
+    let (headers, endpoint_host) = source_headers(active, client_headers, cluster).await?;
+    let upstream = upstream_of(state, active, cluster)?;
+    Ok(subrequest::fetch(upstream, method, path_and_query, headers, endpoint_host).await?)
+}
+
+/// The upstream of a cluster (`None`: the local proxy).
+pub(crate) fn upstream_of<'a>(
+    state: &'a State,
+    active: &'a Active,
+    cluster: Option<&str>,
+) -> Result<&'a crate::upstream::Upstream, ListingError> {
+    match cluster {
+        None => Ok(&state.local),
+        Some(c) => Ok(&active
+            .clusters
+            .get(c)
+            .ok_or_else(|| ListingError::UnknownCluster(c.to_string()))?
+            .upstream),
+    }
+}
+
+/// Maps a client-side name to the source's names for markers and prefixes; `None` when the
+/// route's containers do not share it (the source is then listed from its own prefix and the
+/// merged filter does the rest).
+fn to_source(source: &Source<'_>, account: &str, client: &str) -> Option<String> {
+    let route = match source.route {
+        _ if source.objects.is_some() => return Some(client.to_string()),
+        None => return Some(client.to_string()),
+        Some(r) => r,
+    };
+    let matched = match &route.matcher {
+        Some(ContainerMatch::Exact(e)) | Some(ContainerMatch::Prefix(e)) => e,
+        None => return Some(client.to_string()),
+    };
+    client.strip_prefix(matched.as_str())?;
+    route.target(account, Some(client)).container
+}
+
+/// Fetches the next page of a source into its buffer (client names, filtered).
+async fn fetch_page(
+    ctx: &Ctx<'_>,
+    source: &mut Source<'_>,
+    params: &Params,
+) -> Result<Answer, ListingError> {
+    let (state, active, client_headers, account) =
+        (ctx.state, ctx.active, ctx.client_headers, ctx.account);
+    let mut query = vec![("format", "json".to_string())];
+    query.push(("limit", MAX_LIMIT.to_string()));
+    let mut prefix = source.source_prefix.clone().unwrap_or_default();
+    if params.prefix.len() > prefix.len() {
+        if let Some(p) = to_source(source, account, &params.prefix) {
+            prefix = p;
+        }
+    }
+    if !prefix.is_empty() {
+        query.push(("prefix", prefix));
+    }
+    let marker = source.next_marker.clone().or_else(|| {
+        params
+            .marker
+            .as_deref()
+            .and_then(|m| to_source(source, account, m))
+    });
+    if let Some(m) = marker {
+        query.push(("marker", m));
+    }
+    if let Some(e) = params
+        .end_marker
+        .as_deref()
+        .and_then(|m| to_source(source, account, m))
+    {
+        query.push(("end_marker", e));
+    }
+    if params.reverse {
+        query.push(("reverse", "true".into()));
+    }
+    let q: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode_segment(v)))
+        .collect();
+    let path = match &source.objects {
+        Some(c) => format!(
+            "/v1/{}/{}?{}",
+            encode_segment(&source.account),
+            encode_segment(c),
+            q.join("&")
+        ),
+        None => format!("/v1/{}?{}", encode_segment(&source.account), q.join("&")),
+    };
+    let answer = send(
+        state,
+        active,
+        client_headers,
+        source.cluster,
+        Method::GET,
+        path,
+    )
+    .await?;
+    if !answer.status.is_success() {
+        source.done = true;
+        return Ok(answer);
+    }
+    let records: Vec<Record> = if answer.status == StatusCode::NO_CONTENT || answer.body.is_empty()
+    {
+        vec![]
+    } else {
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            ListingError::Parse(source.cluster.unwrap_or("local").to_string(), e.to_string())
+        })?
+    };
+    if records.len() < MAX_LIMIT {
+        source.done = true;
+    }
+    for mut record in records {
+        let Some(name) = record.name().map(str::to_string) else {
+            continue;
+        };
+        source.next_marker = Some(name.clone());
+        let client = match source.objects {
+            Some(_) => Some(name),
+            None => client_name(&active.routes, account, source, &name),
+        };
+        let Some(client) = client else {
+            continue;
+        };
+        if params.admits(&client) {
+            record.set_name(client.clone());
+            source.buffer.push_back((client, record));
+        }
+    }
+    Ok(answer)
+}
+
+#[derive(Default)]
+struct Totals {
+    containers: u64,
+    objects: u64,
+    bytes: u64,
+}
+
+/// Routed containers whose own `HEAD` gives their numbers; beyond that many, the targets'
+/// account-listing numbers are used (one request per page instead of one per container).
+const HEAD_LIMIT: usize = 100;
+
+/// Every routed container of the account (all pages, no client filters), counted with its own
+/// container `HEAD` on its cluster (up to [`HEAD_LIMIT`] containers), else with its target's
+/// account-listing numbers.
+async fn routed_totals(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    account: &str,
+    sources: &[Source<'_>],
+) -> Result<Totals, ListingError> {
+    let all = Params {
+        limit: MAX_LIMIT,
+        ..Params::default()
+    };
+    let ctx = Ctx {
+        state,
+        active,
+        client_headers,
+        account,
+    };
+    // (cluster, account on it, container on it, listed objects, listed bytes)
+    let mut routed = Vec::new();
+    for template in sources {
+        let mut source = Source {
+            cluster: template.cluster,
+            account: template.account.clone(),
+            route: template.route,
+            source_prefix: template.source_prefix.clone(),
+            objects: template.objects.clone(),
+            buffer: VecDeque::new(),
+            next_marker: None,
+            done: false,
+        };
+        while !source.done {
+            fetch_page(&ctx, &mut source, &all).await?;
+            while let Some((client, record)) = source.buffer.pop_front() {
+                if let Some(name) = to_source(&source, account, &client) {
+                    routed.push((
+                        source.cluster,
+                        source.account.clone(),
+                        name,
+                        record.number("count"),
+                        record.number("bytes"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut totals = Totals::default();
+    let each_head = routed.len() <= HEAD_LIMIT;
+    for (cluster, target_account, name, listed_objects, listed_bytes) in routed {
+        if !each_head {
+            totals.containers += 1;
+            totals.objects += listed_objects;
+            totals.bytes += listed_bytes;
+            continue;
+        }
+        let path = format!(
+            "/v1/{}/{}",
+            encode_segment(&target_account),
+            encode_segment(&name)
+        );
+        let head = send(state, active, client_headers, cluster, Method::HEAD, path).await?;
+        if !head.status.is_success() {
+            continue;
+        }
+        let number = |h: &str| -> u64 {
+            head.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        totals.containers += 1;
+        totals.objects += number("x-container-object-count");
+        totals.bytes += number("x-container-bytes-used");
+    }
+    Ok(totals)
+}
+
+/// Home containers a route sends elsewhere (left behind, or the local half of a migration):
+/// not listed, so not counted either. Only the routes' own name ranges are listed on the home,
+/// with the home's own account-listing numbers for them.
+async fn shadowed_totals(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    account: &str,
+    sources: &[Source<'_>],
+) -> Result<Totals, ListingError> {
+    let Some(home) = sources.last() else {
+        return Ok(Totals::default());
+    };
+    let home_route = active.routes.lookup(account, None);
+    let mut totals = Totals::default();
+    for route in sources.iter().filter_map(|s| s.route) {
+        let prefix = match &route.matcher {
+            Some(ContainerMatch::Exact(e)) | Some(ContainerMatch::Prefix(e)) => e,
+            None => continue,
+        };
+        let mut marker: Option<String> = None;
+        loop {
+            let mut query = format!(
+                "format=json&limit={MAX_LIMIT}&prefix={}",
+                encode_segment(prefix)
+            );
+            if let Some(m) = &marker {
+                query.push_str(&format!("&marker={}", encode_segment(m)));
+            }
+            let path = format!("/v1/{}?{query}", encode_segment(&home.account));
+            let page = send(
+                state,
+                active,
+                client_headers,
+                home.cluster,
+                Method::GET,
+                path,
+            )
+            .await?;
+            if !page.status.is_success() || page.body.is_empty() {
+                break;
+            }
+            let records: Vec<Record> = serde_json::from_slice(&page.body)
+                .map_err(|e| ListingError::Parse("home".into(), e.to_string()))?;
+            for r in &records {
+                let Some(name) = r.name() else {
+                    continue;
+                };
+                marker = Some(name.to_string());
+                let goes = active.routes.lookup(account, Some(name));
+                let elsewhere = match (goes, home_route) {
+                    (Some(g), Some(h)) => !std::ptr::eq(g, h),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                // Counted once per route range: only where this route is the one it goes to.
+                if elsewhere && goes.is_some_and(|g| std::ptr::eq(g, route)) {
+                    totals.containers += 1;
+                    totals.objects += r.number("count");
+                    totals.bytes += r.number("bytes");
+                }
+            }
+            if records.len() < MAX_LIMIT {
+                break;
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Whose listing is rendered: an account's (of containers) or a container's (of objects).
+#[derive(Clone, Copy)]
+enum Listing<'n> {
+    Account(&'n str),
+    Container(&'n str),
+}
+
+/// The listing as Swift's listing filter renders it from JSON.
+fn render(format: Format, listing: Listing<'_>, records: &[Record]) -> Vec<u8> {
+    match format {
+        Format::Json => swift_json(records),
+        Format::Plain => {
+            let mut out = Vec::new();
+            for r in records {
+                if let Some(n) = r.name().or(r.subdir()) {
+                    out.extend_from_slice(n.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+            out
+        }
+        Format::Xml(_) => {
+            let (root, item, fields, optional, newline): (_, _, &[&str], &[&str], _) = match listing
+            {
+                Listing::Account(_) => (
+                    "account",
+                    "container",
+                    &["name", "count", "bytes", "last_modified"],
+                    &["storage_policy"],
+                    "\n",
+                ),
+                Listing::Container(_) => (
+                    "container",
+                    "object",
+                    &["name", "hash", "bytes", "content_type", "last_modified"],
+                    &[],
+                    "",
+                ),
+            };
+            let (Listing::Account(name) | Listing::Container(name)) = listing;
+            let mut out = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} name=\"{}\"",
+                xml_escape(name, true)
+            );
+            if records.is_empty() && newline.is_empty() {
+                out.push_str(" />");
+                return out.into_bytes();
+            }
+            out.push('>');
+            out.push_str(newline);
+            for r in records {
+                if let Some(dir) = r.subdir() {
+                    let attr = xml_escape(dir, true);
+                    match listing {
+                        Listing::Account(_) => out.push_str(&format!("<subdir name=\"{attr}\" />")),
+                        Listing::Container(_) => out.push_str(&format!(
+                            "<subdir name=\"{attr}\"><name>{}</name></subdir>",
+                            xml_escape(dir, false)
+                        )),
+                    }
+                    out.push_str(newline);
+                    continue;
+                }
+                out.push_str(&format!("<{item}>"));
+                let present = optional.iter().filter(|f| r.get(f).is_some());
+                for tag in fields.iter().chain(present) {
+                    let text = match r.get(tag) {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(serde_json::Value::Null) | None => "None".into(),
+                        Some(other) => other.to_string(),
+                    };
+                    out.push_str(&format!("<{tag}>{}</{tag}>", xml_escape(&text, false)));
+                }
+                out.push_str(&format!("</{item}>{newline}"));
+            }
+            out.push_str(&format!("</{root}>"));
+            out.into_bytes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_follow_swift() {
+        let p = Params::default();
+        let h = |accept: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(accept).expect("value"),
+            );
+            m
+        };
+        assert_eq!(pick_format(&p, &HeaderMap::new()), Some(Format::Plain));
+        assert_eq!(pick_format(&p, &h("application/json")), Some(Format::Json));
+        assert_eq!(
+            pick_format(&p, &h("text/xml")),
+            Some(Format::Xml("text/xml; charset=utf-8"))
+        );
+        assert_eq!(pick_format(&p, &h("*/*")), Some(Format::Plain));
+        assert_eq!(pick_format(&p, &h("image/png")), None);
+        let json = Params {
+            format: Some("json".into()),
+            ..Params::default()
+        };
+        assert_eq!(pick_format(&json, &h("text/xml")), Some(Format::Json));
+    }
+
+    #[test]
+    fn params_like_swift() {
+        let p = Params::parse(Some(
+            "limit=2&marker=a%20b&reverse=on&delimiter=-&prefix=x+y",
+        ))
+        .expect("valid");
+        assert_eq!(
+            (p.limit, p.marker.as_deref(), p.reverse, p.delimiter),
+            (2, Some("a b"), true, Some('-'))
+        );
+        assert_eq!(p.prefix, "x y");
+        assert!(Params::parse(Some("limit=10001")).is_none());
+        assert!(Params::parse(Some("delimiter=ab")).is_none());
+    }
+}

@@ -1,0 +1,195 @@
+//! Symlinks whose target lives in another cluster, through the real sidecar binary: compared
+//! with the same link inside one cluster (Swift's own symlink middleware) for GET, HEAD,
+//! ranges, `?symlink=get`, dangling links and static links (`X-Symlink-Target-Etag`), both
+//! ways (link routed and target local, link local and target routed).
+
+mod support;
+
+use support::*;
+use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
+
+fn ok(r: &HttpResponse, what: &str) {
+    assert!(
+        r.status / 100 == 2,
+        "{what}: {} {}",
+        r.status,
+        r.body_text()
+    );
+}
+
+/// What a client sees of a link or its target that must not depend on where they live. The
+/// `Content-Location` is compared by its last segment (the object), which both name alike.
+fn view(r: &HttpResponse) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let k = k.to_ascii_lowercase();
+            let keep = k.starts_with("x-object-meta-")
+                || [
+                    "content-type",
+                    "content-length",
+                    "content-range",
+                    "etag",
+                    "x-symlink-target-etag",
+                ]
+                .contains(&k.as_str());
+            if k == "content-location" {
+                return Some((k, v.rsplit('/').next().unwrap_or("").to_string()));
+            }
+            keep.then(|| (k, v.clone()))
+        })
+        .collect();
+    out.push(("status".into(), r.status.to_string()));
+    out.sort();
+    out
+}
+
+#[test]
+fn links_across_clusters_behave_like_links_inside_one() {
+    let [a, b] = shared_pair();
+    let u = unique_name("sl").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}links\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (routed, local) = (format!("{u}links"), format!("{u}data"));
+    for c in [&routed, &local] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    // (link container, target container): the reference link sits next to its target.
+    for (link_c, target_c) in [(&routed, &local), (&local, &routed)] {
+        let target = format!("{target_c}/t");
+        ok(
+            &req(
+                "PUT",
+                &format!("{url}/{target}"),
+                &token,
+                &[
+                    ("Content-Type", "text/x-t"),
+                    ("X-Object-Meta-Kind", "target"),
+                ],
+                b"the target's bytes",
+            ),
+            "target",
+        );
+        let link = |c: &str, name: &str, extra: &[(&str, &str)]| {
+            let mut h = vec![("X-Symlink-Target", target.as_str())];
+            h.extend_from_slice(extra);
+            req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b"")
+        };
+        ok(&link(link_c, "l", &[]), "cross-cluster link");
+        ok(&link(target_c, "ref-l", &[]), "reference link");
+        let crossed = format!("{url}/{link_c}/l");
+        let single = format!("{url}/{target_c}/ref-l");
+        for (method, query, headers) in [
+            ("GET", "", vec![]),
+            ("HEAD", "", vec![]),
+            ("GET", "", vec![("Range", "bytes=4-9")]),
+            ("GET", "?symlink=get", vec![]),
+            ("HEAD", "?symlink=get", vec![]),
+        ] {
+            let got = req(method, &format!("{crossed}{query}"), &token, &headers, b"");
+            let want = req(method, &format!("{single}{query}"), &token, &headers, b"");
+            assert_eq!(
+                view(&got),
+                view(&want),
+                "{link_c}: {method}{query} {headers:?}"
+            );
+            assert_eq!(got.body, want.body, "{link_c}: {method}{query} bytes");
+        }
+        // A server-side copy into the other cluster copies the target's content, as Swift
+        // copies its own links; with `?symlink=get` it copies the link.
+        let copy = |from: &str, to: &str, query: &str| {
+            req(
+                "PUT",
+                &format!("{url}/{to}{query}"),
+                &token,
+                &[("X-Copy-From", from)],
+                b"",
+            )
+        };
+        ok(
+            &copy(&format!("{link_c}/l"), &format!("{target_c}/copy-of-l"), ""),
+            "cross-cluster copy of the link",
+        );
+        ok(
+            &copy(
+                &format!("{target_c}/ref-l"),
+                &format!("{target_c}/ref-copy"),
+                "",
+            ),
+            "Swift's copy of its link",
+        );
+        let got = req(
+            "GET",
+            &format!("{url}/{target_c}/copy-of-l"),
+            &token,
+            &[],
+            b"",
+        );
+        let want = req(
+            "GET",
+            &format!("{url}/{target_c}/ref-copy"),
+            &token,
+            &[],
+            b"",
+        );
+        assert_eq!(view(&got), view(&want), "{link_c}: copies");
+        assert_eq!(got.body, b"the target's bytes");
+
+        let shown = req("GET", &format!("{crossed}?symlink=get"), &token, &[], b"");
+        assert_eq!(shown.header("x-symlink-target"), Some(target.as_str()));
+
+        // Static links: a wrong ETag is refused; a right one follows until the target changes.
+        let etag = req("HEAD", &format!("{url}/{target}"), &token, &[], b"")
+            .header("etag")
+            .expect("etag")
+            .to_string();
+        let bad = [("X-Symlink-Target-Etag", "0123456789abcdef0123456789abcdef")];
+        assert_eq!(
+            link(link_c, "bad", &bad).status,
+            link(target_c, "ref-bad", &bad).status,
+            "{link_c}: wrong static ETag"
+        );
+        let good = [("X-Symlink-Target-Etag", etag.as_str())];
+        assert_eq!(link(link_c, "s", &good).status, 201);
+        assert_eq!(link(target_c, "ref-s", &good).status, 201);
+        let g = req("GET", &format!("{url}/{link_c}/s"), &token, &[], b"");
+        let w = req("GET", &format!("{url}/{target_c}/ref-s"), &token, &[], b"");
+        assert_eq!(view(&g), view(&w), "{link_c}: static link");
+        ok(
+            &req("PUT", &format!("{url}/{target}"), &token, &[], b"changed"),
+            "target changes",
+        );
+        let g = req("GET", &format!("{url}/{link_c}/s"), &token, &[], b"");
+        let w = req("GET", &format!("{url}/{target_c}/ref-s"), &token, &[], b"");
+        assert_eq!(
+            g.status, w.status,
+            "{link_c}: static link to a changed target"
+        );
+        assert_eq!(g.status, 409);
+
+        // A dangling link: 404, as in Swift.
+        ok(
+            &req("DELETE", &format!("{url}/{target}"), &token, &[], b""),
+            "target deleted",
+        );
+        let g = req("GET", &crossed, &token, &[], b"");
+        let w = req("GET", &single, &token, &[], b"");
+        assert_eq!((g.status, w.status), (404, 404), "{link_c}: dangling");
+    }
+
+    // On b the routed link is a plain object: Swift there never follows it.
+    let stored = req(
+        "GET",
+        &format!("{url_b}/{routed}/l?symlink=get"),
+        &token_b,
+        &[],
+        b"",
+    );
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.header("x-symlink-target"), None);
+}
