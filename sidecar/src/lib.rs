@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod config_source;
 pub mod forward;
+pub mod keystone;
 pub mod labels;
 pub mod metrics;
 pub mod rename;
