@@ -392,7 +392,9 @@ impl Keystone {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| HarnessError::io(format!("spawn {SYSTEM_PYTHON} launch.py keystone"), e))?;
+            .map_err(|e| {
+                HarnessError::io(format!("spawn {SYSTEM_PYTHON} launch.py keystone"), e)
+            })?;
         self.child = Some(child);
         Ok(())
     }
@@ -405,13 +407,7 @@ impl Keystone {
                 last = format!("process exited ({status}); last probe: {last}");
                 break;
             }
-            match request_with_timeout(
-                "GET",
-                &self.v3_url(),
-                &[],
-                b"",
-                Duration::from_secs(2),
-            ) {
+            match request_with_timeout("GET", &self.v3_url(), &[], b"", Duration::from_secs(2)) {
                 Ok(r) if r.status == 200 => return Ok(()),
                 Ok(r) => last = format!("GET /v3 answered {}", r.status),
                 Err(e) => last = e.to_string(),
