@@ -97,9 +97,10 @@ pub(crate) enum ProxyAuth {
     Keystone { url: String, admin_password: String },
 }
 
-/// keystonemiddleware caches validated tokens this long (seconds): short, so that a revoked
-/// token is refused within it (the default, 300 s, would hide revocations from the tests).
-pub(crate) const KEYSTONE_TOKEN_CACHE_TIME: u64 = 2;
+/// keystonemiddleware caches validated tokens this long (seconds): shorter than its default
+/// (300 s) so that revocations show within a test, long enough that Keystone (one Python process
+/// on a busy machine) is not asked to validate every token every few seconds.
+pub(crate) const KEYSTONE_TOKEN_CACHE_TIME: u64 = 10;
 
 fn auth_filters(auth: &ProxyAuth) -> (&'static str, String) {
     match auth {

@@ -34,7 +34,8 @@ const KEYSTONE_MANAGE: &str = "/usr/bin/keystone-manage";
 #[derive(Clone, Debug)]
 pub struct KeystoneToken {
     pub token: String,
-    /// Project the token is scoped to.
+    pub user_id: String,
+    /// Project the token is scoped to (empty for an unscoped token).
     pub project_id: String,
     pub expires_at: String,
 }
@@ -46,6 +47,9 @@ pub struct Keystone {
     child: Option<Child>,
     /// Set on siblings: the main instance owns the database and removes the dir.
     owns_dir: bool,
+    /// One API call at a time: sqlite fails a second concurrent writer ("database is locked")
+    /// instead of waiting, and tests call from many threads.
+    api: std::sync::Mutex<()>,
 }
 
 impl Keystone {
@@ -66,6 +70,7 @@ impl Keystone {
             port: env::free_port(),
             child: None,
             owns_dir: true,
+            api: Default::default(),
         };
         let conf = keystone.write_conf("keystone.conf", token_expiration)?;
         let url = keystone.url();
@@ -114,6 +119,7 @@ impl Keystone {
             port,
             child: None,
             owns_dir: false,
+            api: Default::default(),
         };
         let conf = sibling.write_conf(&format!("keystone-{port}.conf"), token_expiration)?;
         sibling.spawn(&conf)?;
@@ -170,6 +176,14 @@ impl Keystone {
         password_token_at(&self.url(), user, password, project_id)
     }
 
+    /// An unscoped token (no project, hence no roles) for a user of domain `default`.
+    pub fn unscoped_token(&self, user: &str, password: &str) -> Result<KeystoneToken> {
+        self.token(
+            json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}}}}),
+        )
+    }
+
     /// Application credential authentication (the credential carries its scope).
     pub fn app_credential_token(&self, id: &str, secret: &str) -> Result<KeystoneToken> {
         self.token(json!({"auth": {"identity": {
@@ -185,6 +199,7 @@ impl Keystone {
     /// Revokes a token (as the admin).
     pub fn revoke_token(&self, token: &str) -> Result<()> {
         let admin = self.admin_token()?;
+        let _one_at_a_time = self.api.lock().unwrap_or_else(|p| p.into_inner());
         let resp = request_with_timeout(
             "DELETE",
             &format!("{}/auth/tokens", self.v3_url()),
@@ -210,6 +225,21 @@ impl Keystone {
         let admin = self.admin_token()?;
         let body = json!({"user": {"name": name, "domain_id": "default", "password": password}});
         self.created_id("/users", &admin, body, "user")
+    }
+
+    /// Sets a user's password (as the admin). Keystone revokes every token the user had, even
+    /// when the password is the same.
+    pub fn set_password(&self, user_id: &str, password: &str) -> Result<()> {
+        let admin = self.admin_token()?;
+        let body = json!({"user": {"password": password}});
+        self.call(
+            "PATCH",
+            &format!("/users/{user_id}"),
+            Some(&admin),
+            Some(body),
+            200,
+        )
+        .map(drop)
     }
 
     /// Creates a role (e.g. `ResellerAdmin`); returns its id.
@@ -274,6 +304,7 @@ impl Keystone {
         want: u16,
     ) -> Result<HttpResponse> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let _one_at_a_time = self.api.lock().unwrap_or_else(|p| p.into_inner());
         let mut headers = vec![("Content-Type", "application/json")];
         if let Some(t) = token {
             headers.push(("X-Auth-Token", t));
@@ -319,7 +350,11 @@ impl Keystone {
              key_repository = {dir}/fernet-receipts\n\
              \n\
              [credential]\n\
-             key_repository = {dir}/credential-keys\n",
+             key_repository = {dir}/credential-keys\n\
+             \n\
+             [cache]\n\
+             enabled = true\n\
+             backend = dogpile.cache.memory\n",
             log = self.log.display(),
         );
         let path = self.dir.join(file);
@@ -485,6 +520,7 @@ fn token_at(url: &str, body: Value) -> Result<KeystoneToken> {
     let field = |v: &Value| v.as_str().unwrap_or_default().to_string();
     Ok(KeystoneToken {
         token,
+        user_id: field(&parsed["token"]["user"]["id"]),
         project_id: field(&parsed["token"]["project"]["id"]),
         expires_at: field(&parsed["token"]["expires_at"]),
     })
