@@ -316,12 +316,86 @@ fn credentials_with_a_keystone_password_or_application_credential_act_as_the_sid
         // One token for all of these requests.
         assert_eq!(sidecar.metric(TOKEN_FETCHES, &[("cluster", cluster)]), 1.0);
     }
+    // A reseller admin (keystoneauth `ResellerAdmin`) is authorized locally on any account.
+    let by_reseller = format!("{base}/{pw}/reseller");
+    ok(
+        &req("PUT", &by_reseller, &env.reseller_token, &[], b"r"),
+        "reseller admin PUT",
+    );
+    let stored = env.stored(&env.b, &format!("{target}/{pw}/reseller"));
+    assert_eq!((stored.status, stored.body_text().as_str()), (200, "r"));
     // The client alone has no access to the target account: only the sidecar's token does.
     let direct = format!("{}/v1/{target}/{pw}/o0", env.b.proxy_url());
     assert_eq!(req("GET", &direct, &token, &[], b"").status, 403);
     // Nothing of the routed containers is on the local cluster.
     assert_eq!(env.stored(&env.a, &format!("{acct}/{pw}")).status, 404);
     assert_eq!(env.stored(&env.a, &format!("{target}/{pw}")).status, 404);
+    // Secrets stay out of what the sidecar shows.
+    let shown = format!(
+        "{}{}{}",
+        sidecar.log(),
+        sidecar.metrics(),
+        sidecar.get_config().body_text()
+    );
+    for secret in [&sidecar_user.password, &secret, &token, &sidecar_token] {
+        assert!(
+            !shown.contains(secret.as_str()),
+            "a secret shows in the sidecar's output"
+        );
+    }
+}
+
+/// Credentials Keystone refuses: the client, once authorized locally, gets a 503 naming the
+/// cluster and Keystone's answer; nothing is sent to the target.
+#[test]
+fn credentials_keystone_refuses_answer_503_naming_the_cluster() {
+    let env = env();
+    let sidecar_user = env.user("member");
+    let client = env.user("member");
+    let wrong = User {
+        password: "not-the-password".into(),
+        ..env.member_of(&sidecar_user.project, "member")
+    };
+    let acct = account(&client.project);
+    let prefix = unique_name("bad");
+    let sidecar = Sidecar::start(
+        env.a.proxy_port(),
+        Some(&table(
+            &[cluster(
+                "b",
+                &env.b.proxy_url(),
+                &password_auth(&env.keystone.url(), &wrong),
+            )],
+            &[route(
+                &acct,
+                &prefix,
+                "b",
+                Some(&account(&sidecar_user.project)),
+            )],
+        )),
+    );
+    let token = env.token(&client);
+    let r = req(
+        "PUT",
+        &format!("{}/v1/{acct}/{prefix}-c", sidecar.url()),
+        &token,
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 503, "{}", r.body_text());
+    let text = r.body_text();
+    assert!(text.contains("cluster b") && text.contains("401"), "{text}");
+    assert!(!text.contains("not-the-password"));
+    assert_eq!(sidecar.metric(UPSTREAM_SENDS, &[("cluster", "b")]), 0.0);
+    // A client the local cluster refuses learns nothing about it: the local answer comes first.
+    let refused = req(
+        "PUT",
+        &format!("{}/v1/{acct}/{prefix}-c", sidecar.url()),
+        "not-a-token",
+        &[],
+        b"",
+    );
+    assert_eq!(refused.status, 401);
 }
 
 /// The requests a refused client tries on a routed container holding `o`; `source` is an
