@@ -85,7 +85,7 @@ pub enum CredentialsSpec {
         key: Secret,
     },
     /// Keystone v3: `POST <authUrl>/auth/tokens` with a password or an application credential.
-    Keystone(KeystoneCredentials),
+    Keystone(Box<KeystoneCredentials>),
 }
 
 /// The sidecar's Keystone v3 identity on a target cluster. Names follow `clouds.yaml` / `OS_*`.

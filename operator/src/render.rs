@@ -178,7 +178,7 @@ fn keystone_credentials(
                 .to_string()
         })
     };
-    CredentialsSpec::Keystone(routing::KeystoneCredentials {
+    CredentialsSpec::Keystone(Box::new(routing::KeystoneCredentials {
         auth_url,
         user_id: get("userId"),
         user_name: get("userName"),
@@ -196,7 +196,7 @@ fn keystone_credentials(
             ca_pem: Some(ca),
             ..TlsSpec::default()
         }),
-    })
+    }))
 }
 
 fn render_one(
