@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::tls::{server_config, Ca, Front};
 use support::*;
 use swiftfed_tests::{unique_name, HttpResponse, Keystone, SwiftCluster};
 
@@ -787,4 +788,75 @@ fn a_refused_sidecar_token_is_renewed_once_and_the_request_retried_with_its_body
         let stored = env.stored(&env.b, &format!("{target}/{container}/o{i}"));
         assert_eq!((stored.status, &stored.body_text()), (200, body), "o{i}");
     }
+}
+
+/// A JSON string is a YAML double-quoted scalar: PEMs go into routing tables this way.
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("string")
+}
+
+/// Keystone behind https with a CA and a name of its own, the target's Swift behind https with
+/// another CA and name: the Keystone credentials' `tls` is what verifies the authUrl (the
+/// cluster's `tls`, which trusts only Swift's CA, would refuse Keystone's certificate), and a
+/// Keystone certificate the credentials do not trust is a clear 503.
+#[test]
+fn an_https_keystone_is_verified_with_the_credentials_tls_not_the_clusters() {
+    let env = env();
+    let (keystone_ca, swift_ca) = (Ca::new("keystone CA"), Ca::new("swift CA"));
+    let keystone_front = Front::start(
+        env.keystone.port(),
+        server_config(&keystone_ca.server(&["keystone.test"]), None),
+    );
+    let swift_front = Front::start(
+        env.b.proxy_port(),
+        server_config(&swift_ca.server(&["swift-b.test"]), None),
+    );
+    let sidecar_user = env.user("member");
+    let client = env.user("member");
+    let target = account(&sidecar_user.project);
+    let acct = account(&client.project);
+    let prefix = unique_name("tls");
+    let routing = |revision: u64, keystone_trust: &str| {
+        format!(
+            "revision: {revision}\nclusters:\n- name: b\n  endpoints: [\"{}\"]\n  tls: {{caPem: {}, serverName: swift-b.test}}\n  \
+             auth: {{mode: Credentials, credentials: {{type: keystone, authUrl: \"{}/v3\", userName: \"{}\", \
+             userDomainId: default, password: \"{}\", projectId: \"{}\", tls: {{caPem: {}, serverName: keystone.test}}}}}}\n\
+             routes:\n{}\n",
+            swift_front.url(),
+            yaml_string(&swift_ca.pem),
+            keystone_front.url(),
+            sidecar_user.name,
+            sidecar_user.password,
+            sidecar_user.project,
+            yaml_string(keystone_trust),
+            route(&acct, &prefix, "b", Some(&target)),
+        )
+    };
+    let sidecar = Sidecar::start(env.a.proxy_port(), Some(&routing(1, &keystone_ca.pem)));
+    let token = env.token(&client);
+    let container = format!("{}/v1/{acct}/{prefix}-c", sidecar.url());
+    ok(&req("PUT", &container, &token, &[], b""), "container PUT");
+    ok(
+        &req("PUT", &format!("{container}/o"), &token, &[], b"over tls"),
+        "object PUT",
+    );
+    let stored = env.stored(&env.b, &format!("{target}/{prefix}-c/o"));
+    assert_eq!(
+        (stored.status, stored.body_text().as_str()),
+        (200, "over tls")
+    );
+    assert!(keystone_front.handshakes() >= 1 && swift_front.handshakes() >= 1);
+
+    // Keystone's certificate checked against Swift's CA: refused, and the client is told why.
+    let pushed = sidecar.push(&routing(2, &swift_ca.pem));
+    assert_eq!(pushed.status, 200, "{}", pushed.body_text());
+    let refused = req("GET", &format!("{container}/o"), &token, &[], b"");
+    let text = refused.body_text();
+    assert_eq!(refused.status, 503, "{text}");
+    assert!(
+        text.contains("cluster b") && text.contains(&keystone_front.url()),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    assert!(!keystone_front.refusals().is_empty());
 }

@@ -132,6 +132,10 @@ impl Keystone {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn v3_url(&self) -> String {
         format!("{}/v3", self.url())
     }
