@@ -860,3 +860,69 @@ fn an_https_keystone_is_verified_with_the_credentials_tls_not_the_clusters() {
     assert!(text.to_lowercase().contains("certificate"), "{text}");
     assert!(!keystone_front.refusals().is_empty());
 }
+
+/// What Swift 2.38 + keystoneauth answers to the sidecar's local checks (`sidecar/src/auth.rs`:
+/// a HEAD of a container name far over Swift's limit for reads, a DELETE below it for writes, an
+/// account POST with an over-long metadata name for owners), pinned per kind of client, because
+/// the Credentials design reads 404 (400 for the owner check) as "authorized". A Swift or
+/// keystonemiddleware upgrade that changes one of these fails here, naming it.
+#[test]
+fn keystoneauth_answers_the_local_checks_as_the_sidecar_reads_them() {
+    let env = env();
+    let owner = env.user("member");
+    let reader = env.member_of(&owner.project, "reader");
+    let other = env.user("member");
+    let roleless = unique_name("nobody");
+    env.keystone
+        .create_user(&roleless, "nobody-pw")
+        .expect("user without roles");
+    let clients: [(&str, Option<String>); 6] = [
+        ("member", Some(env.token(&owner))),
+        ("reader", Some(env.token(&reader))),
+        ("no token", None),
+        ("another project", Some(env.token(&other))),
+        ("reseller admin", Some(env.reseller_token.clone())),
+        (
+            "unscoped",
+            Some(
+                env.keystone
+                    .unscoped_token(&roleless, "nobody-pw")
+                    .expect("unscoped")
+                    .token,
+            ),
+        ),
+    ];
+    let account_url = format!("{}/v1/{}", env.a.proxy_url(), account(&owner.project));
+    let probe = format!("{account_url}/swiftfed-authz-probe-{}", "x".repeat(1100));
+    let owner_probe = format!("x-account-meta-swiftfed-owner-probe-{}", "x".repeat(1000));
+    let answers = |method: &str, url: &str, extra: &[(&str, &str)]| -> Vec<u16> {
+        clients
+            .iter()
+            .map(|(_, token)| {
+                let mut headers = extra.to_vec();
+                if let Some(t) = token {
+                    headers.push(("X-Auth-Token", t));
+                }
+                swiftfed_tests::http_request(method, url, &headers, b"")
+                    .expect("request")
+                    .status
+            })
+            .collect()
+    };
+    let labels: Vec<&str> = clients.iter().map(|(l, _)| *l).collect();
+    assert_eq!(
+        answers("HEAD", &probe, &[]),
+        [404, 404, 401, 403, 404, 403],
+        "read check for {labels:?}"
+    );
+    assert_eq!(
+        answers("DELETE", &format!("{probe}/swiftfed-authz-probe"), &[]),
+        [404, 403, 401, 403, 404, 403],
+        "write check for {labels:?}"
+    );
+    assert_eq!(
+        answers("POST", &account_url, &[(&owner_probe, "1")]),
+        [400, 403, 401, 403, 400, 403],
+        "owner check for {labels:?}"
+    );
+}
