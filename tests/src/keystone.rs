@@ -200,6 +200,66 @@ impl Keystone {
         token_at(&self.url(), body)
     }
 
+    /// Registers an `object-store` endpoint in the catalog, in a region of its own (so tests
+    /// do not see each other's): `url` like `http://127.0.0.1:PORT/v1/AUTH_$(project_id)s`,
+    /// which Keystone fills in per token. Clients that follow the catalog then go there.
+    pub fn add_object_store_endpoint(&self, region: &str, url: &str) -> Result<()> {
+        let admin = self.admin_token()?;
+        let services = self.call(
+            "GET",
+            "/services?type=object-store",
+            Some(&admin),
+            None,
+            200,
+        )?;
+        let service_id = match json_body(&services)["services"][0]["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => self.created_id(
+                "/services",
+                &admin,
+                json!({"service": {"type": "object-store", "name": "swift"}}),
+                "service",
+            )?,
+        };
+        let region_body = json!({"region": {"id": region}});
+        self.call("POST", "/regions", Some(&admin), Some(region_body), 201)?;
+        let endpoint = json!({"endpoint": {
+            "service_id": service_id, "interface": "public", "url": url, "region_id": region}});
+        self.call("POST", "/endpoints", Some(&admin), Some(endpoint), 201)
+            .map(drop)
+    }
+
+    /// Runs python-swiftclient's `swift` CLI with Keystone v3 password auth here (user and
+    /// project in domain `default`), taking the storage URL from the catalog's `object-store`
+    /// endpoint in `region`; the output whatever the exit status.
+    pub fn swift_cli(
+        &self,
+        user: &str,
+        password: &str,
+        project_id: &str,
+        region: &str,
+        args: &[&str],
+    ) -> Result<std::process::Output> {
+        let v3 = self.v3_url();
+        let mut cmd = crate::cli::swift_command();
+        cmd.args(["--auth-version", "3", "--os-auth-url", &v3])
+            .args(["--os-username", user, "--os-password", password])
+            .args([
+                "--os-user-domain-id",
+                "default",
+                "--os-project-id",
+                project_id,
+            ])
+            .args(["--os-region-name", region])
+            .args(args);
+        cmd.output().map_err(|e| {
+            HarnessError::io(
+                format!("run swift --os-auth-url {v3} {}", args.join(" ")),
+                e,
+            )
+        })
+    }
+
     /// Revokes a token (as the admin).
     pub fn revoke_token(&self, token: &str) -> Result<()> {
         let admin = self.admin_token()?;
