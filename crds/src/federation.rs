@@ -111,7 +111,10 @@ pub struct SecretKeyRef {
 pub struct ClusterAuth {
     #[serde(default)]
     pub mode: AuthMode,
-    /// Secret with keys `authUrl`, `user`, `key` (tempauth v1). Only read in `Credentials` mode.
+    /// Secret with keys `authUrl`, `user`, `key` (tempauth v1), or with `type: keystone`,
+    /// `authUrl` (Identity v3) and the routing table's Keystone fields as keys (`userName`,
+    /// `userDomainId`, `password`, `projectId`, ... or `applicationCredentialId` +
+    /// `applicationCredentialSecret`; `caPem`). Only read in `Credentials` mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
 }

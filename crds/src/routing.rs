@@ -84,6 +84,50 @@ pub enum CredentialsSpec {
         user: String,
         key: Secret,
     },
+    /// Keystone v3: `POST <authUrl>/auth/tokens` with a password or an application credential.
+    Keystone(Box<KeystoneCredentials>),
+}
+
+/// The sidecar's Keystone v3 identity on a target cluster. Names follow `clouds.yaml` / `OS_*`.
+/// Exactly one method: `password` (a user, by id or by name + domain, and the project to scope
+/// the token to, by id or by name + domain) or `applicationCredentialSecret` (the credential by
+/// id, or by name + its user; it carries its own project). The token's project must own the
+/// route's target accounts (`AUTH_<project_id>`, operator role) unless the user is a reseller
+/// admin there.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeystoneCredentials {
+    /// Keystone's Identity v3 URL, e.g. `https://keystone.example.com:5000/v3`.
+    pub auth_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_domain_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_domain_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_domain_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_domain_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_credential_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_credential_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_credential_secret: Option<Secret>,
+    /// TLS toward an `https://` authUrl. Keystone usually lives elsewhere than the target's
+    /// Swift, so the cluster's `tls` (its CA, `serverName`, client certificate) is not used for
+    /// it; system roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 /// A secret string: serialized as is (the wire format must carry it) but never shown by `Debug`
@@ -328,11 +372,27 @@ impl RoutingTable {
             if let Some(key) = cluster.tls.as_mut().and_then(|t| t.client_key_pem.as_mut()) {
                 *key = Secret::new(Secret::REDACTED);
             }
-            if let AuthSpec::Credentials {
-                credentials: CredentialsSpec::Tempauth { key, .. },
-            } = &mut cluster.auth
-            {
-                *key = Secret::new(Secret::REDACTED);
+            let AuthSpec::Credentials { credentials } = &mut cluster.auth else {
+                continue;
+            };
+            match credentials {
+                CredentialsSpec::Tempauth { key, .. } => *key = Secret::new(Secret::REDACTED),
+                CredentialsSpec::Keystone(keystone) => {
+                    let key = keystone
+                        .tls
+                        .as_mut()
+                        .and_then(|t| t.client_key_pem.as_mut());
+                    for secret in [
+                        keystone.password.as_mut(),
+                        keystone.application_credential_secret.as_mut(),
+                        key,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        *secret = Secret::new(Secret::REDACTED);
+                    }
+                }
             }
         }
         table
@@ -406,6 +466,41 @@ routes:
             RoutingTable::from_slice(wire.as_bytes()).expect("valid"),
             table
         );
+    }
+
+    #[test]
+    fn keystone_secrets_stay_out_of_debug_and_redacted_view() {
+        let yaml = r#"
+clusters:
+- name: b
+  endpoints: [http://127.0.0.1:8080]
+  auth:
+    mode: Credentials
+    credentials:
+      type: keystone
+      authUrl: "http://127.0.0.1:5000/v3"
+      userId: u1
+      password: pass-word-1
+      projectId: p1
+      tls: {clientCertPem: cert, clientKeyPem: key-pem-3}
+- name: c
+  endpoints: [http://127.0.0.1:8080]
+  auth:
+    mode: Credentials
+    credentials: {type: keystone, authUrl: "http://127.0.0.1:5000/v3", applicationCredentialId: a, applicationCredentialSecret: app-secret-2}
+"#;
+        let table: RoutingTable = serde_yaml::from_str(yaml).expect("parses");
+        let shown = format!(
+            "{table:?}{}",
+            serde_json::to_string(&table.redacted()).expect("json")
+        );
+        for secret in ["pass-word-1", "app-secret-2", "key-pem-3"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let wire = serde_json::to_string(&table).expect("serializes");
+        assert!(wire.contains("pass-word-1") && wire.contains("app-secret-2"));
+        let back: RoutingTable = serde_json::from_str(&wire).expect("round trip");
+        assert_eq!(back, table);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::routing::{
-    parse_duration, AuthSpec, ContainerMatch, CredentialsSpec, RoutingTable, TlsSpec,
+    parse_duration, AuthSpec, ContainerMatch, CredentialsSpec, KeystoneCredentials, RoutingTable,
+    TlsSpec,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -87,6 +88,9 @@ pub(crate) fn routing_table(table: &RoutingTable) -> Result<(), ValidationErrors
                     if key.expose().is_empty() {
                         errors.push(format!("{at}.key"), "must not be empty");
                     }
+                }
+                CredentialsSpec::Keystone(keystone) => {
+                    keystone_credentials(keystone, &format!("{at}.auth.credentials"), &mut errors)
                 }
             }
         }
@@ -227,6 +231,132 @@ fn auth_url_check(url: &str) -> Result<(), String> {
         _ => Err(format!(
             "{url:?} must be an http:// or https:// URL with a host"
         )),
+    }
+}
+
+/// One method (password or application credential), each with what identifies the user and
+/// the scope; no field of the other method; no empty names.
+fn keystone_credentials(k: &KeystoneCredentials, at: &str, errors: &mut ValidationErrors) {
+    match auth_url_check(&k.auth_url) {
+        Err(reason) => errors.push(format!("{at}.authUrl"), reason),
+        Ok(()) if !k.auth_url.trim_end_matches('/').ends_with("/v3") => errors.push(
+            format!("{at}.authUrl"),
+            format!(
+                "{:?} must be Keystone's Identity v3 URL, ending in /v3",
+                k.auth_url
+            ),
+        ),
+        Ok(()) => {}
+    }
+    let names = [
+        ("userId", &k.user_id),
+        ("userName", &k.user_name),
+        ("userDomainId", &k.user_domain_id),
+        ("userDomainName", &k.user_domain_name),
+        ("projectId", &k.project_id),
+        ("projectName", &k.project_name),
+        ("projectDomainId", &k.project_domain_id),
+        ("projectDomainName", &k.project_domain_name),
+        ("applicationCredentialId", &k.application_credential_id),
+        ("applicationCredentialName", &k.application_credential_name),
+    ];
+    for (field, value) in names {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            errors.push(format!("{at}.{field}"), "must not be empty when set");
+        }
+    }
+    for (field, secret) in [
+        ("password", &k.password),
+        (
+            "applicationCredentialSecret",
+            &k.application_credential_secret,
+        ),
+    ] {
+        if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            errors.push(format!("{at}.{field}"), "must not be empty when set");
+        }
+    }
+    let user_named = k.user_id.is_some() || k.user_name.is_some();
+    let user_domain = k.user_domain_id.is_some() || k.user_domain_name.is_some();
+    if k.user_id.is_none() && k.user_name.is_some() && !user_domain {
+        errors.push(
+            format!("{at}.userDomainName"),
+            "userDomainId or userDomainName is required with userName",
+        );
+    }
+    match (&k.password, &k.application_credential_secret) {
+        (Some(_), Some(_)) => errors.push(
+            format!("{at}.applicationCredentialSecret"),
+            "set either password or applicationCredentialSecret, not both",
+        ),
+        (None, None) => errors.push(
+            format!("{at}.password"),
+            "required: password (with a user and a project) or applicationCredentialSecret",
+        ),
+        (Some(_), None) => {
+            if !user_named {
+                errors.push(format!("{at}.userName"), "userId or userName is required");
+            }
+            if k.project_id.is_none() && k.project_name.is_none() {
+                errors.push(
+                    format!("{at}.projectName"),
+                    "projectId or projectName is required: the token's scope, owning the \
+                     target accounts",
+                );
+            }
+            if k.project_id.is_none()
+                && k.project_name.is_some()
+                && k.project_domain_id.is_none()
+                && k.project_domain_name.is_none()
+            {
+                errors.push(
+                    format!("{at}.projectDomainName"),
+                    "projectDomainId or projectDomainName is required with projectName",
+                );
+            }
+            for (field, value) in [
+                ("applicationCredentialId", &k.application_credential_id),
+                ("applicationCredentialName", &k.application_credential_name),
+            ] {
+                if value.is_some() {
+                    errors.push(
+                        format!("{at}.{field}"),
+                        "only with applicationCredentialSecret",
+                    );
+                }
+            }
+        }
+        (None, Some(_)) => {
+            if k.application_credential_id.is_none() {
+                if k.application_credential_name.is_none() {
+                    errors.push(
+                        format!("{at}.applicationCredentialId"),
+                        "applicationCredentialId or applicationCredentialName is required",
+                    );
+                } else if !user_named {
+                    errors.push(
+                        format!("{at}.userName"),
+                        "userId or userName is required with applicationCredentialName",
+                    );
+                }
+            }
+            for (field, value) in [
+                ("projectId", &k.project_id),
+                ("projectName", &k.project_name),
+                ("projectDomainId", &k.project_domain_id),
+                ("projectDomainName", &k.project_domain_name),
+            ] {
+                if value.is_some() {
+                    errors.push(
+                        format!("{at}.{field}"),
+                        "not used with an application credential: it carries its own project",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(tls) = &k.tls {
+        tls_spec(tls, &format!("{at}.tls"), errors);
     }
 }
 
@@ -407,6 +537,65 @@ routes:
   proxySelector: {matchLabels: {app: swift-proxy}}
 "#;
         assert_eq!(errors_of(yaml), vec![]);
+    }
+
+    #[test]
+    fn keystone_credentials_need_one_complete_method() {
+        let cluster = |creds: &str| {
+            format!(
+                "clusters:\n- name: b\n  endpoints: [\"http://h:1\"]\n  auth: {{mode: Credentials, \
+                 credentials: {{type: keystone, {creds}}}}}\n"
+            )
+        };
+        let at = "clusters[0].auth.credentials";
+        let fields = |creds: &str| -> Vec<String> {
+            errors_of(&cluster(creds))
+                .into_iter()
+                .map(|(f, _)| f.trim_start_matches(at).to_string())
+                .collect()
+        };
+        let ok = [
+            "authUrl: \"http://ks:5000/v3\", userName: sc, userDomainId: default, password: pw, \
+             projectName: p, projectDomainName: Default",
+            "authUrl: \"https://ks/v3/\", userId: u1, password: pw, projectId: p1",
+            "authUrl: \"http://ks/v3\", applicationCredentialId: ac, applicationCredentialSecret: s",
+            "authUrl: \"http://ks/v3\", applicationCredentialName: ac, userId: u, \
+             applicationCredentialSecret: s",
+        ];
+        for creds in ok {
+            assert_eq!(fields(creds), Vec::<String>::new(), "{creds}");
+        }
+        let bad = [
+            ("authUrl: \"http://ks:5000\", userId: u, password: pw, projectId: p", ".authUrl"),
+            ("authUrl: \"http://ks/v3\", userId: u, projectId: p", ".password"),
+            ("authUrl: \"http://ks/v3\", userName: u, password: pw, projectId: p", ".userDomainName"),
+            ("authUrl: \"http://ks/v3\", password: pw, projectId: p", ".userName"),
+            ("authUrl: \"http://ks/v3\", userId: u, password: pw", ".projectName"),
+            ("authUrl: \"http://ks/v3\", userId: u, password: pw, projectName: p", ".projectDomainName"),
+            ("authUrl: \"http://ks/v3\", userId: u, password: \"\", projectId: p", ".password"),
+            (
+                "authUrl: \"http://ks/v3\", applicationCredentialId: a, applicationCredentialSecret: s, \
+                 password: pw",
+                ".applicationCredentialSecret",
+            ),
+            ("authUrl: \"http://ks/v3\", applicationCredentialSecret: s", ".applicationCredentialId"),
+            (
+                "authUrl: \"http://ks/v3\", applicationCredentialName: a, applicationCredentialSecret: s",
+                ".userName",
+            ),
+            (
+                "authUrl: \"http://ks/v3\", applicationCredentialId: a, applicationCredentialSecret: s, \
+                 projectId: p",
+                ".projectId",
+            ),
+        ];
+        for (creds, field) in bad {
+            assert!(
+                fields(creds).iter().any(|f| f == field),
+                "{creds}: {field} missing in {:?}",
+                fields(creds)
+            );
+        }
     }
 
     #[test]

@@ -161,6 +161,44 @@ fn secret_value(
     }
 }
 
+/// A `Credentials` Secret with `type: keystone`: `authUrl` and the optional keys named like the
+/// routing table's fields (`userName`, `password`, `applicationCredentialSecret`, ...), plus
+/// `caPem` for an https authUrl. The table's validation names what is missing or contradictory.
+fn keystone_credentials(
+    secrets: &SecretData,
+    namespace: &str,
+    name: &str,
+    outcome: &mut Outcome,
+) -> CredentialsSpec {
+    let auth_url = secret_value(secrets, namespace, name, "authUrl", outcome).unwrap_or_default();
+    let get = |key: &str| {
+        secrets.get(name).and_then(|data| data.get(key)).map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        })
+    };
+    CredentialsSpec::Keystone(Box::new(routing::KeystoneCredentials {
+        auth_url,
+        user_id: get("userId"),
+        user_name: get("userName"),
+        user_domain_id: get("userDomainId"),
+        user_domain_name: get("userDomainName"),
+        password: get("password").map(Secret::new),
+        project_id: get("projectId"),
+        project_name: get("projectName"),
+        project_domain_id: get("projectDomainId"),
+        project_domain_name: get("projectDomainName"),
+        application_credential_id: get("applicationCredentialId"),
+        application_credential_name: get("applicationCredentialName"),
+        application_credential_secret: get("applicationCredentialSecret").map(Secret::new),
+        tls: get("caPem").map(|ca| TlsSpec {
+            ca_pem: Some(ca),
+            ..TlsSpec::default()
+        }),
+    }))
+}
+
 fn render_one(
     namespace: &str,
     name: &str,
@@ -182,16 +220,23 @@ fn render_one(
                     AuthSpec::Passthrough
                 }
                 Some(r) => {
-                    let mut get =
-                        |key: &str| secret_value(secrets, namespace, &r.name, key, outcome);
-                    let (auth_url, user, key) = (get("authUrl"), get("user"), get("key"));
-                    AuthSpec::Credentials {
-                        credentials: CredentialsSpec::Tempauth {
+                    let kind = secrets
+                        .get(&r.name)
+                        .and_then(|data| data.get("type"))
+                        .map(|v| String::from_utf8_lossy(v).trim().to_string());
+                    let credentials = if kind.as_deref() == Some("keystone") {
+                        keystone_credentials(secrets, namespace, &r.name, outcome)
+                    } else {
+                        let mut get =
+                            |key: &str| secret_value(secrets, namespace, &r.name, key, outcome);
+                        let (auth_url, user, key) = (get("authUrl"), get("user"), get("key"));
+                        CredentialsSpec::Tempauth {
                             auth_url: auth_url.unwrap_or_default(),
                             user: user.unwrap_or_default(),
                             key: Secret::new(key.unwrap_or_default()),
-                        },
-                    }
+                        }
+                    };
+                    AuthSpec::Credentials { credentials }
                 }
             },
         };
@@ -356,6 +401,48 @@ mod tests {
             }
             other => panic!("expected Credentials, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn keystone_credentials_come_from_a_secret_of_type_keystone() {
+        let f = federation("f", 1, CREDENTIALS);
+        let mut data = BTreeMap::new();
+        for (k, v) in [
+            ("type", "keystone\n"),
+            ("authUrl", "http://keystone:5000/v3"),
+            ("applicationCredentialId", "ac1"),
+            ("applicationCredentialSecret", "s3cret\n"),
+        ] {
+            data.insert(k.to_string(), v.as_bytes().to_vec());
+        }
+        let mut secrets = SecretData::new();
+        secrets.insert("creds".to_string(), data.clone());
+        let ok = render("ns", std::slice::from_ref(&f), &secrets);
+        assert!(ok.outcomes["f"].invalid.is_empty(), "{:?}", ok.outcomes);
+        match &ok.table.clusters[0].auth {
+            AuthSpec::Credentials {
+                credentials: CredentialsSpec::Keystone(k),
+            } => {
+                assert_eq!(k.application_credential_id.as_deref(), Some("ac1"));
+                assert_eq!(
+                    k.application_credential_secret.as_ref().map(Secret::expose),
+                    Some("s3cret")
+                );
+            }
+            other => panic!("expected Keystone credentials, got {other:?}"),
+        }
+        // Incomplete: the table's validation names the missing field.
+        data.remove("applicationCredentialId");
+        secrets.insert("creds".to_string(), data);
+        let bad = render("ns", &[f], &secrets);
+        assert!(
+            bad.outcomes["f"]
+                .invalid
+                .iter()
+                .any(|e| e.contains("applicationCredentialId")),
+            "{:?}",
+            bad.outcomes
+        );
     }
 
     #[test]

@@ -2,16 +2,20 @@
 //!
 //! `Passthrough`: the client's token is forwarded unchanged.
 //!
-//! `Credentials`: the sidecar's own tempauth token for the target replaces the client's, and
+//! `Credentials`: the sidecar's own token for the target (tempauth, or Keystone v3 through
+//! `keystone`) replaces the client's, and
 //! only after the local cluster has said this client may read (GET/HEAD) or write (any other
 //! method) in this account. The local check is a request that Swift authorizes and then
 //! necessarily answers 404 without touching anything: it names a container longer than Swift's
 //! 256-byte limit, which therefore cannot exist. Swift runs `swift.authorize` before it looks for
 //! the container, so a 404 means "authorized", and 401/403 is the client's own denial, which the
 //! client gets back unchanged. Anything else (a 5xx, a timeout) denies with 503. What the check
-//! grants is account-level: account owners (tempauth `.admin`, Keystone operator roles),
-//! reseller admins, and account ACLs (`read-only` for reads; `read-write`/`admin` for writes).
-//! Container ACLs are not consulted: they live on the routed container, in the other cluster.
+//! grants is account-level: account owners (tempauth `.admin`, keystoneauth operator roles on
+//! the account's project), reseller admins, tempauth account ACLs (`read-only` for reads;
+//! `read-write`/`admin` for writes), keystoneauth `project_reader_roles` and
+//! `system_reader_roles` (reads only). Container ACLs (tempauth users, keystoneauth
+//! `project:user` forms and roles, referrers) are not consulted: they live on the routed
+//! container, in the other cluster.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -200,9 +204,11 @@ impl LocalAuthorizer {
                 (Method::POST, account_path)
             }
         };
+        // X-Service-Token: keystoneauth with `service_roles` grants only with it.
         for name in [
             "x-auth-token",
             "x-storage-token",
+            "x-service-token",
             "host",
             "x-trans-id-extra",
         ] {
@@ -327,13 +333,21 @@ pub fn client_token(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The sidecar's own tempauth token for one target cluster: fetched on first use, refreshed once
-/// 80% of its life has passed, and by a single request however many wait for it.
+/// How the sidecar logs in on a target cluster.
+enum Login {
+    /// tempauth v1: `GET <auth_url>` with `X-Auth-User` / `X-Auth-Key`.
+    Tempauth { user: String, key: Secret },
+    /// Keystone v3: `POST /v3/auth/tokens`.
+    Keystone(crate::keystone::KeystoneLogin),
+}
+
+/// The sidecar's own token for one target cluster (tempauth or Keystone): fetched on first use,
+/// refreshed once 80% of its life has passed, and by a single request however many wait for it.
 pub struct TokenSource {
     pub cluster: String,
+    /// Where tokens come from (for error messages).
     auth_url: String,
-    user: String,
-    key: Secret,
+    login: Login,
     current: Mutex<Option<(HeaderValue, Instant)>>,
     refresh: tokio::sync::Mutex<()>,
     client: hyper_util::client::legacy::Client<crate::tls::Connector, body::ProxyBody>,
@@ -348,21 +362,47 @@ pub struct TokenError {
     reason: String,
 }
 
+/// Largest token answer read (Keystone's without catalog is about 1 KiB).
+const MAX_TOKEN_ANSWER: usize = 1 << 20;
+
 impl TokenSource {
-    /// `tls`: the cluster's TLS settings, used for an `https://` auth URL.
-    pub fn new(
+    /// tempauth; `tls`: the cluster's TLS settings, used for an `https://` auth URL (tempauth is
+    /// served by the target's own proxy).
+    pub fn tempauth(
         cluster: &str,
         auth_url: &str,
         user: &str,
         key: &Secret,
         tls: Option<Arc<crate::tls::ClientTls>>,
     ) -> TokenSource {
+        let login = Login::Tempauth {
+            user: user.to_string(),
+            key: key.clone(),
+        };
+        TokenSource::new(cluster, auth_url, login, tls)
+    }
+
+    /// Keystone v3; `tls`: the credentials' own TLS settings for an `https://` authUrl.
+    pub fn keystone(
+        cluster: &str,
+        credentials: &swiftfed_crds::routing::KeystoneCredentials,
+        tls: Option<Arc<crate::tls::ClientTls>>,
+    ) -> TokenSource {
+        let login = crate::keystone::KeystoneLogin::new(credentials);
+        TokenSource::new(cluster, &credentials.auth_url, Login::Keystone(login), tls)
+    }
+
+    fn new(
+        cluster: &str,
+        auth_url: &str,
+        login: Login,
+        tls: Option<Arc<crate::tls::ClientTls>>,
+    ) -> TokenSource {
         let connector = crate::tls::Connector::new(Duration::from_secs(5), tls);
         TokenSource {
             cluster: cluster.to_string(),
             auth_url: auth_url.to_string(),
-            user: user.to_string(),
-            key: key.clone(),
+            login,
             current: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             client: hyper_util::client::legacy::Client::builder(
@@ -417,22 +457,31 @@ impl TokenSource {
         }
     }
 
-    async fn fetch(&self) -> Result<(HeaderValue, Duration), TokenError> {
-        self.fetches.inc();
-        let err = |reason: String| TokenError {
+    fn error(&self, reason: String) -> TokenError {
+        TokenError {
             cluster: self.cluster.clone(),
             auth_url: self.auth_url.clone(),
             reason,
-        };
-        let req = http::Request::get(&self.auth_url)
-            .header("x-auth-user", &self.user)
-            .header(
-                "x-auth-key",
-                HeaderValue::from_str(self.key.expose())
-                    .map_err(|_| err("the key is not a valid header value".into()))?,
-            )
-            .body(body::empty())
-            .map_err(|e| err(e.to_string()))?;
+        }
+    }
+
+    async fn fetch(&self) -> Result<(HeaderValue, Duration), TokenError> {
+        self.fetches.inc();
+        let err = |reason: String| self.error(reason);
+        let req = match &self.login {
+            Login::Tempauth { user, key } => http::Request::get(&self.auth_url)
+                .header("x-auth-user", user)
+                .header(
+                    "x-auth-key",
+                    HeaderValue::from_str(key.expose())
+                        .map_err(|_| err("the key is not a valid header value".into()))?,
+                )
+                .body(body::empty()),
+            Login::Keystone(login) => http::Request::post(&login.token_url)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body::full(login.body())),
+        }
+        .map_err(|e| err(e.to_string()))?;
         let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
             .await
             .map_err(|_| err("timed out".into()))?
@@ -440,33 +489,49 @@ impl TokenSource {
         if !resp.status().is_success() {
             return Err(err(format!("auth answered {}", resp.status())));
         }
-        let token = resp
-            .headers()
-            .get("x-auth-token")
-            .or_else(|| resp.headers().get("x-storage-token"))
-            .cloned()
-            .ok_or_else(|| err("no X-Auth-Token in the answer".into()))?;
-        let life = resp
-            .headers()
-            .get("x-auth-token-expires")
-            .map(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    // Unparsable or zero: already expired; use it once, renew on next request.
-                    .map_or(Duration::ZERO, Duration::from_secs_f64)
-            })
-            // No expiry announced: renew every five minutes.
-            .unwrap_or(Duration::from_secs(300));
-        Ok((token, life))
+        match &self.login {
+            Login::Tempauth { .. } => tempauth_token(resp.headers()).map_err(err),
+            Login::Keystone(_) => {
+                let (parts, incoming) = resp.into_parts();
+                let limited = http_body_util::Limited::new(incoming, MAX_TOKEN_ANSWER);
+                let bytes = tokio::time::timeout(Duration::from_secs(30), limited.collect())
+                    .await
+                    .map_err(|_| err("timed out reading the answer".into()))?
+                    .map_err(|e| err(format!("reading the answer: {e}")))?
+                    .to_bytes();
+                crate::keystone::token_from_answer(&parts.headers, &bytes).map_err(err)
+            }
+        }
     }
+}
+
+/// tempauth's token and its lifetime (`X-Auth-Token-Expires`, seconds).
+fn tempauth_token(headers: &http::HeaderMap) -> Result<(HeaderValue, Duration), String> {
+    let token = headers
+        .get("x-auth-token")
+        .or_else(|| headers.get("x-storage-token"))
+        .cloned()
+        .ok_or("no X-Auth-Token in the answer")?;
+    let life = headers
+        .get("x-auth-token-expires")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                // Unparsable or zero: already expired; use it once, renew on next request.
+                .map_or(Duration::ZERO, Duration::from_secs_f64)
+        })
+        // No expiry announced: renew every five minutes.
+        .unwrap_or(Duration::from_secs(300));
+    Ok((token, life))
 }
 
 /// Keeps the client's auth headers out of requests sent with the sidecar's own credentials.
 pub fn strip_client_auth(headers: &mut http::HeaderMap) {
     headers.remove("x-auth-token");
     headers.remove("x-storage-token");
+    headers.remove("x-service-token");
 }
 
 pub type SharedTokenSource = Arc<TokenSource>;

@@ -1,5 +1,6 @@
 //! swiftfed forwarder sidecar. Modules follow the request: `server` accepts, `forward` drives
-//! `swift_path` → `route_table` → `rename` → `auth` → `upstream`, with streaming `body` types;
+//! `swift_path` → `route_table` → `rename` → `auth` (Keystone v3 tokens: `keystone`) → `upstream`,
+//! with streaming `body` types;
 //! `state` holds the table in force, fed by `config_source` (file) and `admin` (push). `tls`
 //! connects to targets; `tls_listener` serves the sidecar's own listeners.
 
@@ -11,6 +12,7 @@ pub mod config_source;
 pub mod copy;
 pub mod dlo;
 pub mod forward;
+pub mod keystone;
 pub mod labels;
 pub mod listing;
 pub mod metrics;

@@ -165,16 +165,17 @@ impl State {
             .timeouts
             .parse()
             .map_err(|e| unsupported("timeouts", e))?;
-        let auth_url = match &spec.auth {
-            AuthSpec::Passthrough => None,
+        // tempauth is served by the target's proxy: its auth URL uses the cluster's TLS.
+        let tempauth_url = match &spec.auth {
             AuthSpec::Credentials {
                 credentials: CredentialsSpec::Tempauth { auth_url, .. },
             } => Some(auth_url.as_str()),
+            _ => None,
         };
         // Built only when used: without caPem it loads the system roots, which may be absent.
         let tls = if spec.tls.is_some()
             || spec.endpoints.iter().map(String::as_str).any(is_https)
-            || auth_url.is_some_and(is_https)
+            || tempauth_url.is_some_and(is_https)
         {
             let tls =
                 ClientTls::new(spec.tls.as_ref()).map_err(|e| unsupported(&e.field, e.reason))?;
@@ -193,18 +194,34 @@ impl State {
                         user,
                         key,
                     },
+            } => Some(TokenSource::tempauth(&spec.name, auth_url, user, key, tls)),
+            AuthSpec::Credentials {
+                credentials: CredentialsSpec::Keystone(keystone),
             } => {
-                let mut source = TokenSource::new(&spec.name, auth_url, user, key, tls);
-                source.fetches = self
-                    .metrics
-                    .token_fetches
-                    .get_or_create(&ClusterLabels {
-                        cluster: spec.name.clone(),
-                    })
-                    .clone();
-                Some(Arc::new(source))
+                // Keystone lives elsewhere than the target's Swift: its own TLS settings
+                // (system roots when absent), never the cluster's CA, serverName or client
+                // certificate.
+                let tls = if keystone.tls.is_some() || is_https(&keystone.auth_url) {
+                    let tls = ClientTls::new(keystone.tls.as_ref()).map_err(|e| {
+                        unsupported(&format!("auth.credentials.{}", e.field), e.reason)
+                    })?;
+                    Some(Arc::new(tls))
+                } else {
+                    None
+                };
+                Some(TokenSource::keystone(&spec.name, keystone, tls))
             }
-        };
+        }
+        .map(|mut source| {
+            source.fetches = self
+                .metrics
+                .token_fetches
+                .get_or_create(&ClusterLabels {
+                    cluster: spec.name.clone(),
+                })
+                .clone();
+            Arc::new(source)
+        });
         Ok(ClusterRuntime {
             spec: spec.clone(),
             upstream,

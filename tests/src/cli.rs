@@ -42,13 +42,7 @@ pub fn swift_cli<T: AuthEndpoint + ?Sized>(
 ) -> Result<Output> {
     let bin = env::venv_bin("swift");
     let auth_url = target.auth_endpoint();
-    let mut cmd = Command::new(&bin);
-    for (name, _) in std::env::vars_os() {
-        let n = name.to_string_lossy();
-        if n.starts_with("ST_") || n.starts_with("OS_") {
-            cmd.env_remove(&name);
-        }
-    }
+    let mut cmd = swift_command();
     cmd.args(["-A", &auth_url, "-U", user, "-K", key])
         .args(args);
     cmd.output().map_err(|e| {
@@ -61,6 +55,19 @@ pub fn swift_cli<T: AuthEndpoint + ?Sized>(
             e,
         )
     })
+}
+
+/// The `swift` CLI of the venv with `ST_*`/`OS_*` variables cleared, so the environment cannot
+/// redirect it.
+pub(crate) fn swift_command() -> Command {
+    let mut cmd = Command::new(env::venv_bin("swift"));
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("ST_") || n.starts_with("OS_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
 }
 
 /// Like [`swift_cli`], but a non-zero exit is an error carrying stdout and stderr.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::config::{self, Ports};
+use crate::config::{self, Ports, ProxyAuth};
 use crate::env;
 use crate::error::{HarnessError, Result};
 use crate::http::request_with_timeout;
@@ -26,9 +26,20 @@ pub struct ClusterBuilder {
     token_life: u64,
     ready_timeout: Duration,
     constraints: Vec<(String, String)>,
+    keystone: Option<ProxyAuth>,
 }
 
 impl ClusterBuilder {
+    /// Authenticate with `keystone` (`authtoken` + `keystoneauth`, accounts
+    /// `AUTH_<project_id>`) instead of tempauth; see [`crate::Keystone`].
+    pub fn keystone(mut self, keystone: &crate::Keystone) -> Self {
+        self.keystone = Some(ProxyAuth::Keystone {
+            url: keystone.url(),
+            admin_password: keystone.admin_password().to_string(),
+        });
+        self
+    }
+
     /// tempauth `token_life` in seconds (default 86400); short values let tests
     /// watch tokens expire.
     pub fn token_life(mut self, seconds: u64) -> Self {
@@ -59,6 +70,7 @@ pub struct SwiftCluster {
     dir: PathBuf,
     ports: Ports,
     ready_timeout: Duration,
+    auth: ProxyAuth,
     /// Indexed like `Server::ALL`; `None` when not running (e.g. a stopped proxy).
     children: [Option<Child>; 5],
 }
@@ -75,6 +87,7 @@ impl SwiftCluster {
             token_life: 86400,
             ready_timeout: DEFAULT_READY_TIMEOUT,
             constraints: Vec::new(),
+            keystone: None,
         }
     }
 
@@ -98,6 +111,9 @@ impl SwiftCluster {
             dir,
             ports,
             ready_timeout: opts.ready_timeout,
+            auth: opts.keystone.clone().unwrap_or(ProxyAuth::Tempauth {
+                token_life: opts.token_life,
+            }),
             children: Default::default(),
         };
         cluster.write_configs(&opts)?;
@@ -206,7 +222,7 @@ impl SwiftCluster {
             ),
             (
                 "proxy-server.conf",
-                config::proxy_conf(&self.dir, p, opts.token_life),
+                config::proxy_conf(&self.dir, p, &self.auth),
             ),
         ];
         for (file, text) in files {
@@ -341,8 +357,19 @@ impl SwiftCluster {
         if server != Server::Proxy {
             return Ok(());
         }
-        let (storage_url, token) =
-            auth_at(&self.auth_url(), "test:tester", "testing").map_err(|e| e.to_string())?;
+        let (storage_url, token) = match &self.auth {
+            ProxyAuth::Tempauth { .. } => {
+                auth_at(&self.auth_url(), "test:tester", "testing").map_err(|e| e.to_string())?
+            }
+            ProxyAuth::Keystone {
+                url,
+                admin_password,
+            } => {
+                let t = crate::keystone::password_token_at(url, "admin", admin_password, None)
+                    .map_err(|e| e.to_string())?;
+                (self.storage_url(&format!("AUTH_{}", t.project_id)), t.token)
+            }
+        };
         let head = request_with_timeout(
             "HEAD",
             &storage_url,

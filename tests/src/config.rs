@@ -80,27 +80,87 @@ pub(crate) fn backend_conf(dir: &Path, kind: &str, port: u16) -> String {
     )
 }
 
-/// Swift 2.38's sample (SAIO) pipeline with tempauth, in its order.
+/// Swift 2.38's sample (SAIO) pipeline, in its order; `{auth}` is tempauth or, with Keystone,
+/// `authtoken keystoneauth`.
 const PROXY_PIPELINE: &str = "catch_errors gatekeeper healthcheck proxy-logging cache \
-    listing_formats container_sync bulk tempurl ratelimit tempauth copy container-quotas \
+    listing_formats container_sync bulk tempurl ratelimit {auth} copy container-quotas \
     account-quotas slo dlo versioned_writes symlink proxy-logging proxy-server";
 
-pub(crate) fn proxy_conf(dir: &Path, ports: Ports, token_life: u64) -> String {
-    let mut users = String::new();
-    for (account, user, key, groups) in USERS {
-        users.push_str(&format!("user_{account}_{user} = {key} {groups}\n"));
+/// How a cluster's proxy authenticates.
+#[derive(Clone, Debug)]
+pub(crate) enum ProxyAuth {
+    /// tempauth with [`USERS`]; tokens live `token_life` seconds.
+    Tempauth { token_life: u64 },
+    /// Keystone at `url` (validated by `authtoken` as the bootstrap admin), authorized by
+    /// `keystoneauth`: roles `admin`/`member` own `AUTH_<project_id>`, `reader` reads it,
+    /// `ResellerAdmin` owns every account.
+    Keystone { url: String, admin_password: String },
+}
+
+/// keystonemiddleware caches validated tokens this long (seconds): shorter than its default
+/// (300 s) so that revocations show within a test, long enough that Keystone (one Python process
+/// on a busy machine) is not asked to validate every token every few seconds.
+pub(crate) const KEYSTONE_TOKEN_CACHE_TIME: u64 = 10;
+
+fn auth_filters(auth: &ProxyAuth) -> (&'static str, String) {
+    match auth {
+        ProxyAuth::Tempauth { token_life } => {
+            let mut users = String::new();
+            for (account, user, key, groups) in USERS {
+                users.push_str(&format!("user_{account}_{user} = {key} {groups}\n"));
+            }
+            (
+                "tempauth",
+                format!(
+                    "[filter:tempauth]\n\
+                     use = egg:swift#tempauth\n\
+                     token_life = {token_life}\n\
+                     {users}\n"
+                ),
+            )
+        }
+        ProxyAuth::Keystone {
+            url,
+            admin_password,
+        } => (
+            "authtoken keystoneauth",
+            format!(
+                "[filter:authtoken]\n\
+                 paste.filter_factory = keystonemiddleware.auth_token:filter_factory\n\
+                 www_authenticate_uri = {url}/v3\n\
+                 auth_url = {url}\n\
+                 auth_type = password\n\
+                 interface = public\n\
+                 username = admin\n\
+                 password = {admin_password}\n\
+                 project_name = admin\n\
+                 user_domain_id = default\n\
+                 project_domain_id = default\n\
+                 delay_auth_decision = true\n\
+                 include_service_catalog = false\n\
+                 token_cache_time = {KEYSTONE_TOKEN_CACHE_TIME}\n\n\
+                 [filter:keystoneauth]\n\
+                 use = egg:swift#keystoneauth\n\
+                 reseller_prefix = AUTH_\n\
+                 operator_roles = admin, member\n\
+                 project_reader_roles = reader\n\
+                 reseller_admin_role = ResellerAdmin\n\n"
+            ),
+        ),
     }
+}
+
+pub(crate) fn proxy_conf(dir: &Path, ports: Ports, auth: &ProxyAuth) -> String {
+    let (auth_pipeline, auth_sections) = auth_filters(auth);
+    let pipeline = PROXY_PIPELINE.replace("{auth}", auth_pipeline);
     let mut conf = default_section(dir, "proxy-server", ports.proxy);
     conf.push_str(&format!(
-        "\n[pipeline:main]\npipeline = {PROXY_PIPELINE}\n\n\
+        "\n[pipeline:main]\npipeline = {pipeline}\n\n\
          [app:proxy-server]\n\
          use = egg:swift#proxy\n\
          allow_account_management = true\n\
          account_autocreate = true\n\n\
-         [filter:tempauth]\n\
-         use = egg:swift#tempauth\n\
-         token_life = {token_life}\n\
-         {users}\n\
+         {auth_sections}\
          [filter:cache]\n\
          use = egg:swift#memcache\n\
          memcache_servers = 127.0.0.1:{memcached}\n\n\

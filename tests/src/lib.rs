@@ -7,6 +7,8 @@
 //! Environment: `SWIFTFED_VENV` (virtualenv, default ~/.cache/swiftfed/venv),
 //! `SWIFTFED_MEMCACHED` (binary), `SWIFTFED_TEST_ROOT` (default /dev/shm),
 //! `SWIFTFED_KEEP_DIRS=1` (keep cluster dirs and logs after the run).
+//! Keystone ([`Keystone`], Debian's python3-keystone) for clusters built with
+//! [`ClusterBuilder::keystone`].
 //! Manual poking: `cargo run -p swiftfed-tests --example swift-cluster`.
 //!
 //! ```no_run
@@ -22,6 +24,7 @@ mod config;
 mod env;
 mod error;
 mod http;
+mod keystone;
 mod process;
 mod shared;
 
@@ -31,5 +34,6 @@ pub use config::USERS;
 pub use env::{free_port, process_dir, scratch_dir, sidecar_bin, unique_name, venv_bin, venv_dir};
 pub use error::{HarnessError, Result};
 pub use http::{http_request, parse_response, HttpResponse};
+pub use keystone::{Keystone, KeystoneToken, KEYSTONE_ADMIN};
 pub use process::Server;
 pub use shared::shared_pair;

@@ -8,6 +8,9 @@ Modes:
             runs memcached as a child process
   rings     --dir DIR --ring NAME=PORT [--ring ...] [--part-power N]
             writes NAME.builder / NAME.ring.gz with one device d1 at 127.0.0.1:PORT
+  keystone  --conf FILE --port N
+            serves Keystone's public WSGI app on 127.0.0.1:N, one thread per
+            request; run with the Python that has Keystone (Debian's python3)
 
 server and memcached take --watch-pid PID: once PID is gone (or we are
 re-parented away from it) the launcher kills its child, if any, and exits
@@ -115,6 +118,35 @@ def run_memcached(args):
     return 0 if stopping else status
 
 
+def run_keystone(args):
+    start_watchdog(args.watch_pid)
+    # Keystone's WSGI entry point reads its config files from here.
+    os.environ["OS_KEYSTONE_CONFIG_FILES"] = os.path.abspath(args.conf)
+    # ... and parses the command line with oslo.config: hide ours from it.
+    sys.argv = sys.argv[:1]
+    import socketserver
+    from wsgiref import simple_server
+    from keystone.server import wsgi
+
+    app = wsgi.initialize_public_application()
+
+    class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+        daemon_threads = True
+
+    class Handler(simple_server.WSGIRequestHandler):
+        # One access line per request on stderr (the log file): tests count
+        # token requests by them. No query strings or headers: no secrets.
+        def log_request(self, code="-", size="-"):
+            sys.stderr.write("access %s %s %s\n" % (
+                self.command, self.path.split("?")[0], code))
+
+    server = simple_server.make_server("127.0.0.1", args.port, app,
+                                       server_class=Server,
+                                       handler_class=Handler)
+    server.serve_forever()
+    return 0
+
+
 def make_rings(args):
     # One process for all rings: swift-ring-builder costs ~2 s of CPU per
     # ring (create + add + rebalance), this costs one Swift import.
@@ -151,9 +183,14 @@ def main():
     rings.add_argument("--ring", action="append", required=True)
     rings.add_argument("--part-power", type=int, default=6)
 
+    keystone = sub.add_parser("keystone")
+    keystone.add_argument("--conf", required=True)
+    keystone.add_argument("--port", type=int, required=True)
+    keystone.add_argument("--watch-pid", type=int, required=True)
+
     args = parser.parse_args()
     mode = {"server": run_server, "memcached": run_memcached,
-            "rings": make_rings}[args.mode]
+            "rings": make_rings, "keystone": run_keystone}[args.mode]
     sys.exit(mode(args))
 
 

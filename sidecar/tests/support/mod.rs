@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
