@@ -14,7 +14,7 @@ use swiftfed_sidecar::server::{self, Limits};
 use swiftfed_sidecar::state::State;
 use swiftfed_sidecar::tls_listener::{ListenerTls, TlsFiles};
 use swiftfed_sidecar::upstream::Upstream;
-use swiftfed_sidecar::{forward, labels};
+use swiftfed_sidecar::{access_log, forward, labels};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -154,6 +154,10 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    access_log::init(match format {
+        LogFormat::Text => access_log::Format::Text,
+        LogFormat::Json => access_log::Format::Json,
+    });
 }
 
 fn main() -> ExitCode {
@@ -169,7 +173,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Requests answered during the drain are still in the access log's buffer.
+    access_log::global().flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -255,6 +262,7 @@ async fn run(args: Args) -> Result<(), String> {
         tls.clone().spawn_reloader(args.config_poll);
     }
 
+    tokio::spawn(access_log::flush_periodically());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = Limits {
         header_read_timeout: args.header_read_timeout,

@@ -1,8 +1,11 @@
 //! Route lookup: the most specific match wins (exact container > longest prefix > account-wide).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use swiftfed_crds::routing::{ContainerMatch, RouteMode, RoutingTable};
+
+use crate::metrics::{Metrics, RouteCounters};
 
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -14,6 +17,8 @@ pub struct Route {
     pub mode: RouteMode,
     /// Stable, human-readable id for logs and metric labels.
     pub label: String,
+    /// Its metric series, resolved on first use (see `counters`).
+    counters: OnceLock<Arc<RouteCounters>>,
 }
 
 /// Where a request's names end up.
@@ -43,6 +48,12 @@ impl Route {
             account,
             container,
         }
+    }
+
+    /// The metric series of requests this route sends to its cluster.
+    pub fn counters(&self, metrics: &Metrics) -> &Arc<RouteCounters> {
+        self.counters
+            .get_or_init(|| metrics.route_counters(&self.label, &self.cluster))
     }
 
     /// Whether the route renames anything (then headers naming its containers need rewriting).
@@ -107,6 +118,7 @@ impl RouteTable {
                 target_container: spec.target.container.clone(),
                 mode: spec.mode,
                 label,
+                counters: OnceLock::new(),
             });
             let entry = out
                 .accounts
