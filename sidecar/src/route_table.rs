@@ -83,9 +83,23 @@ impl Route {
 #[derive(Default, Debug)]
 struct AccountRoutes {
     exact: HashMap<String, usize>,
-    /// Longest prefix first.
-    prefixes: Vec<(String, usize)>,
+    /// Prefix routes grouped by prefix length in bytes, longest first. A container can match
+    /// only one prefix of a given length (its own first bytes), so a lookup costs one hash
+    /// probe per distinct length instead of a scan of every prefix.
+    prefixes: Vec<(usize, HashMap<String, usize>)>,
     account_wide: Option<usize>,
+}
+
+impl AccountRoutes {
+    /// The first route (in table order) among those with the longest prefix of `container`.
+    fn longest_prefix(&self, container: &str) -> Option<usize> {
+        self.prefixes.iter().find_map(|(len, by_prefix)| {
+            // Not a char boundary: no prefix of this length can match (prefixes are whole
+            // UTF-8 strings).
+            let head = container.get(..*len)?;
+            by_prefix.get(head).copied()
+        })
+    }
 }
 
 #[derive(Default, Debug)]
@@ -128,14 +142,26 @@ impl RouteTable {
                 Some(ContainerMatch::Exact(c)) => {
                     entry.exact.entry(c.clone()).or_insert(idx);
                 }
-                Some(ContainerMatch::Prefix(p)) => entry.prefixes.push((p.clone(), idx)),
+                Some(ContainerMatch::Prefix(p)) => {
+                    let group = match entry.prefixes.iter_mut().find(|(l, _)| *l == p.len()) {
+                        Some(group) => group,
+                        None => {
+                            entry.prefixes.push((p.len(), HashMap::new()));
+                            entry.prefixes.last_mut().expect("just pushed")
+                        }
+                    };
+                    // The same prefix twice: the first route keeps it, as with exact names.
+                    group.1.entry(p.clone()).or_insert(idx);
+                }
                 None => {
                     entry.account_wide.get_or_insert(idx);
                 }
             }
         }
         for entry in out.accounts.values_mut() {
-            entry.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+            entry
+                .prefixes
+                .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         }
         out
     }
@@ -162,13 +188,7 @@ impl RouteTable {
                 .exact
                 .get(c)
                 .copied()
-                .or_else(|| {
-                    entry
-                        .prefixes
-                        .iter()
-                        .find(|(p, _)| c.starts_with(p.as_str()))
-                        .map(|(_, i)| *i)
-                })
+                .or_else(|| entry.longest_prefix(c))
                 .or(entry.account_wide),
         }?;
         self.routes.get(idx)
@@ -285,5 +305,116 @@ routes:
         assert!(rt.lookup("B", Some("x")).is_none());
         assert!(rt.lookup("C", Some("x")).is_some());
         assert_eq!(RouteTable::new(&t, None).len(), 3);
+    }
+
+    /// The lookup before the length index: exact, else the first of the prefixes sorted longest
+    /// first (stable, so table order breaks ties), else account-wide.
+    fn reference(yaml_routes: &[(Option<&str>, Option<&str>)], container: &str) -> Option<usize> {
+        let exact = yaml_routes.iter().position(|(e, _)| *e == Some(container));
+        let mut prefixes: Vec<(usize, &str)> = yaml_routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, p))| p.map(|p| (i, p)))
+            .collect();
+        prefixes.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        exact
+            .or_else(|| {
+                prefixes
+                    .iter()
+                    .find(|(_, p)| container.starts_with(p))
+                    .map(|(i, _)| *i)
+            })
+            .or_else(|| {
+                yaml_routes
+                    .iter()
+                    .position(|(e, p)| e.is_none() && p.is_none())
+            })
+    }
+
+    fn table_of(routes: &[(Option<&str>, Option<&str>)]) -> RouteTable {
+        let mut yaml =
+            String::from("clusters: [{name: b, endpoints: [\"http://127.0.0.1:1\"]}]\nroutes:\n");
+        for (i, (exact, prefix)) in routes.iter().enumerate() {
+            let container = match (exact, prefix) {
+                (Some(e), _) => format!(", container: {{exact: {e:?}}}"),
+                (None, Some(p)) => format!(", container: {{prefix: {p:?}}}"),
+                (None, None) => String::new(),
+            };
+            yaml.push_str(&format!(
+                // A selector per route, so that repeated matches are valid (and all apply, as
+                // no pod labels are given).
+                "- {{match: {{account: A{container}}}, target: {{cluster: b}}, source: \"r{i}\", \
+                 proxySelector: {{matchLabels: {{n: \"{i}\"}}}}}}\n"
+            ));
+        }
+        table(&yaml)
+    }
+
+    #[test]
+    fn prefix_index_picks_the_longest_then_the_first() {
+        let routes = [
+            (None, Some("a")),
+            (None, Some("ab")),
+            (None, Some("abc")),
+            (None, Some("ab")), // same prefix again: the first one keeps it
+            (None, Some("x")),
+            (None, Some("xyz")),
+            (None, Some("é")),  // two bytes
+            (None, Some("éa")), // three bytes
+            (Some("abc"), None),
+            (None, None),
+        ];
+        let t = table_of(&routes);
+        let label = |c: &str| t.lookup("A", Some(c)).map(|r| r.label.clone());
+        assert_eq!(label("abcd").as_deref(), Some("r2"));
+        assert_eq!(label("abc").as_deref(), Some("r8"), "exact beats prefixes");
+        assert_eq!(label("abx").as_deref(), Some("r1"));
+        assert_eq!(label("ax").as_deref(), Some("r0"));
+        assert_eq!(label("xy").as_deref(), Some("r4"));
+        assert_eq!(label("xyz0").as_deref(), Some("r5"));
+        assert_eq!(label("éab").as_deref(), Some("r7"));
+        assert_eq!(label("éb").as_deref(), Some("r6"));
+        // Shorter than every prefix, and a length that falls inside a multi-byte character.
+        assert_eq!(label("").as_deref(), Some("r9"));
+        assert_eq!(label("ébc").as_deref(), Some("r6"));
+        assert_eq!(label("q").as_deref(), Some("r9"));
+    }
+
+    #[test]
+    fn prefix_index_matches_the_linear_scan() {
+        // Deterministic pseudo-random prefixes and containers over a small alphabet, so that
+        // many prefixes share their first bytes and lengths.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let alphabet = ['a', 'b', 'é', '-'];
+        let mut word = |max: u64| -> String {
+            let len = next(max) + 1;
+            (0..len).map(|_| alphabet[next(4) as usize]).collect()
+        };
+        let words: Vec<String> = (0..300).map(|_| word(6)).collect();
+        let containers: Vec<String> = (0..2000).map(|_| word(8)).collect();
+        let mut routes: Vec<(Option<&str>, Option<&str>)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i % 5 == 0 {
+                    (Some(w.as_str()), None)
+                } else {
+                    (None, Some(w.as_str()))
+                }
+            })
+            .collect();
+        routes.push((None, None));
+        let t = table_of(&routes);
+        for c in &containers {
+            let got = t.lookup("A", Some(c)).map(|r| r.label.clone());
+            let want = reference(&routes, c).map(|i| format!("r{i}"));
+            assert_eq!(got, want, "container {c:?}");
+        }
     }
 }
