@@ -13,7 +13,7 @@ use swiftfed_sidecar::config_source::ConfigFile;
 use swiftfed_sidecar::server::{self, Limits};
 use swiftfed_sidecar::state::State;
 use swiftfed_sidecar::tls_listener::{ListenerTls, TlsFiles};
-use swiftfed_sidecar::upstream::Upstream;
+use swiftfed_sidecar::upstream::{self, Buffers, Upstream};
 use swiftfed_sidecar::{access_log, forward, labels};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -119,9 +119,17 @@ struct Args {
     #[arg(long, env = "SWIFTFED_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
     header_read_timeout: Duration,
 
-    /// Largest request head (request line and headers) in bytes; above Swift's own limits.
-    #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 256 * 1024)]
+    /// Largest request head (request line and headers) in bytes, above Swift's own limits (8 KiB
+    /// per header line, 126 headers, 4 KiB of metadata). Also what hyper buffers per client
+    /// connection: the most it reads of a request body at once, and queues of a response.
+    #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 64 * 1024)]
     max_head_bytes: usize,
+
+    /// Read buffer per upstream connection in bytes: the largest piece of a response read at
+    /// once, held per stream while a slow client catches up. 0: hyper's adaptive buffer, which
+    /// grows to ~400 KiB on a fast upstream.
+    #[arg(long, env = "SWIFTFED_READ_BUFFER_BYTES", default_value_t = upstream::DEFAULT_READ_BUFFER_BYTES)]
+    read_buffer_bytes: usize,
 
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     #[arg(long, env = "SWIFTFED_DRAIN_TIMEOUT", default_value = "30s", value_parser = duration)]
@@ -187,7 +195,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let local = Upstream::new(
+    // hyper's minimum buffer is 8 KiB; below that it would panic.
+    let buffers = Buffers {
+        read_bytes: match args.read_buffer_bytes {
+            0 => 0,
+            n => n.max(8192),
+        },
+    };
+    let local = Upstream::with_buffers(
         "local",
         &[format!("http://{}", args.upstream)],
         Timeouts {
@@ -196,6 +211,7 @@ async fn run(args: Args) -> Result<(), String> {
             idle: args.local_idle_timeout,
         },
         None,
+        buffers,
     )
     .map_err(|e| format!("--upstream: {e}"))?;
     let pod_labels: Option<BTreeMap<String, String>> = match &args.pod_labels_file {

@@ -21,6 +21,28 @@ const CONTINUE_FALLBACK: Duration = Duration::from_secs(2);
 /// metadata items plus about 20 of its own headers). hyper initialises a header array of this
 /// size on every parse: 512 cost 7% of a small request's instructions.
 pub const MAX_HEADERS: usize = 160;
+/// Default for `Buffers::read_bytes`: 256 slow streams measured 48 MiB peak RSS with 32 KiB
+/// (64 KiB: 62-65 MiB, at the 64 MiB target; hyper's adaptive buffer: 260-320 MiB).
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 32 * 1024;
+
+/// Buffer sizes of upstream connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffers {
+    /// Read buffer per upstream connection, so the largest response frame. A stream with a slow
+    /// client holds about four frames (read buffer, body channel, the client connection's
+    /// queue): hyper's adaptive buffer grows to ~400 KiB on a fast upstream, ~1.1 MiB per slow
+    /// stream. 0: hyper's adaptive buffer.
+    pub read_bytes: usize,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers {
+            read_bytes: DEFAULT_READ_BUFFER_BYTES,
+        }
+    }
+}
+
 /// How long an endpoint that refused a connection is tried only after the healthy ones.
 const DOWN_FOR: Duration = Duration::from_secs(5);
 
@@ -113,6 +135,7 @@ pub struct Upstream {
     endpoints: Vec<Endpoint>,
     client: Client<Connector, ProxyBody>,
     pub timeouts: Timeouts,
+    buffers: Buffers,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -132,6 +155,17 @@ impl Upstream {
         endpoints: &[String],
         timeouts: Timeouts,
         tls: Option<Arc<ClientTls>>,
+    ) -> Result<Upstream, String> {
+        Upstream::with_buffers(name, endpoints, timeouts, tls, Buffers::default())
+    }
+
+    /// `new` with the given buffer sizes.
+    pub fn with_buffers(
+        name: &str,
+        endpoints: &[String],
+        timeouts: Timeouts,
+        tls: Option<Arc<ClientTls>>,
+        buffers: Buffers,
     ) -> Result<Upstream, String> {
         let mut parsed = Vec::new();
         for e in endpoints {
@@ -159,20 +193,32 @@ impl Upstream {
             });
         }
         let connector = Connector::new(timeouts.connect, tls);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .http1_preserve_header_case(true)
             // Swift allows 90 metadata items plus its own headers: above hyper's default of 100.
-            .http1_max_headers(MAX_HEADERS)
-            .build(connector);
+            .http1_max_headers(MAX_HEADERS);
+        if buffers.read_bytes > 0 {
+            // Exact rather than adaptive with a cap: the cap also bounds what hyper queues of
+            // a request body, and adaptive reads cost more CPU per GiB here for the same RSS.
+            builder.http1_read_buf_exact_size(buffers.read_bytes);
+        }
+        let client = builder.build(connector);
         Ok(Upstream {
             name: name.to_string(),
             endpoints: parsed,
             client,
             timeouts,
+            buffers,
         })
+    }
+
+    /// The buffer sizes this upstream was built with (target clusters copy the local one's).
+    pub fn buffers(&self) -> Buffers {
+        self.buffers
     }
 
     /// Healthy endpoints in configured order, then the ones recently down (last resort). Taken
