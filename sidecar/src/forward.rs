@@ -14,6 +14,7 @@ use crate::access_log::{self, Entry};
 use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
 use crate::metrics::RouteCounters;
+use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
@@ -59,6 +60,8 @@ struct Record {
     counters: Arc<RouteCounters>,
     trans_id: Option<HeaderValue>,
     start: Instant,
+    /// The client connection's write progress, for pacing the response.
+    progress: Option<Arc<WriteProgress>>,
 }
 
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -72,6 +75,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
         counters: state.metrics.local_counters().clone(),
         trans_id: None,
         start: Instant::now(),
+        progress: parts.extensions.get::<Arc<WriteProgress>>().cloned(),
     };
     let uri = record.uri.clone();
     let raw_path = uri.path();
@@ -420,6 +424,7 @@ fn finish(
     strip_hop_by_hop(&mut parts.headers);
     let status = parts.status.as_u16();
     let trans_id = parts.headers.get(&X_TRANS_ID).cloned();
+    let progress = record.progress.clone();
     let body = ResponseBody::new(inner, idle, move |bytes_out, complete| {
         let mut record = record;
         record.trans_id = trans_id;
@@ -432,7 +437,7 @@ fn finish(
             complete,
         );
     });
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(parts, Paced::new(body, progress).boxed_unsync())
 }
 
 fn log_and_count(

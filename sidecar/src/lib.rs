@@ -12,6 +12,7 @@ pub mod config_source;
 pub mod forward;
 pub mod labels;
 pub mod metrics;
+pub mod pacing;
 pub mod rename;
 pub mod route_table;
 pub mod server;

@@ -120,9 +120,9 @@ struct Args {
     header_read_timeout: Duration,
 
     /// Largest request head (request line and headers) in bytes, above Swift's own limits (8 KiB
-    /// per header line, 126 headers, 4 KiB of metadata). Also what hyper buffers per client
-    /// connection: the most it reads of a request body at once, and queues of a response.
-    #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 64 * 1024)]
+    /// per header line, 126 headers, 4 KiB of metadata). Also hyper's read buffer per client
+    /// connection: the largest piece of a request body read at once.
+    #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 256 * 1024)]
     max_head_bytes: usize,
 
     /// Read buffer per upstream connection in bytes: the largest piece of a response read at

@@ -29,9 +29,9 @@ pub const DEFAULT_READ_BUFFER_BYTES: usize = 32 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffers {
     /// Read buffer per upstream connection, so the largest response frame. A stream with a slow
-    /// client holds about four frames (read buffer, body channel, the client connection's
-    /// queue): hyper's adaptive buffer grows to ~400 KiB on a fast upstream, ~1.1 MiB per slow
-    /// stream. 0: hyper's adaptive buffer.
+    /// client holds about three frames (read buffer, body channel, one in the client
+    /// connection's queue) plus `pacing::MAX_UNSENT_BYTES`: hyper's adaptive buffer grows to
+    /// ~400 KiB on a fast upstream. 0: hyper's adaptive buffer.
     pub read_bytes: usize,
 }
 
