@@ -160,9 +160,9 @@ fn write_text(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.extend_from_slice(e.method.as_str().as_bytes());
     out.extend_from_slice(b" path=");
     write_path(out, e.uri);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        " status={} bytes_in={} bytes_out={} duration_ms={} route={} cluster={} trans_id={} complete={}\n",
+        " status={} bytes_in={} bytes_out={} duration_ms={} route={} cluster={} trans_id={} complete={}",
         e.status, e.bytes_in, e.bytes_out, e.duration_ms, e.route, e.cluster, e.trans_id, e.complete
     );
 }
