@@ -21,9 +21,10 @@ const CONTINUE_FALLBACK: Duration = Duration::from_secs(2);
 /// metadata items plus about 20 of its own headers). hyper initialises a header array of this
 /// size on every parse: 512 cost 7% of a small request's instructions.
 pub const MAX_HEADERS: usize = 160;
-/// Default for `Buffers::read_bytes`: 256 slow streams measured 48 MiB peak RSS with 32 KiB
-/// (64 KiB: 62-65 MiB, at the 64 MiB target; hyper's adaptive buffer: 260-320 MiB).
-pub const DEFAULT_READ_BUFFER_BYTES: usize = 32 * 1024;
+/// Default for `Buffers::read_bytes`: with response pacing (`pacing`), 256 slow streams
+/// measured 48 MiB peak RSS with 64 KiB (hyper's adaptive buffer: 260-320 MiB). Smaller reads
+/// cost CPU per GiB: a read, a write and a wake-up per frame.
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Buffer sizes of upstream connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
