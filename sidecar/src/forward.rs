@@ -10,13 +10,15 @@ use hyper::body::Incoming;
 use swiftfed_crds::routing::RouteMode;
 use tokio::time::Instant;
 
+use crate::access_log::{self, Entry};
 use crate::auth::{self, Access, Verdict};
 use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
 use crate::bulk;
 use crate::copy;
 use crate::dlo;
 use crate::listing;
-use crate::metrics::{method_label, status_class, BytesLabels, ClusterLabels, RequestLabels};
+use crate::metrics::RouteCounters;
+use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
 use crate::slo;
 use crate::state::{Active, State};
@@ -24,44 +26,48 @@ use crate::swift_path::SwiftPath;
 use crate::symlink;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
+/// Built once: removing by a `&str` name parses and hashes it on every call.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
 ];
-
-/// Query parameters that are credentials (temp URLs, signed form posts): never logged.
-const SECRET_PARAMS: [&str; 3] = ["temp_url_sig", "signature", "x-amz-signature"];
+const X_TRANS_ID: HeaderName = HeaderName::from_static("x-trans-id");
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // Headers the Connection header names are hop-by-hop too (rare: no allocation without it).
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
-/// What the access log and metrics record of one request.
+/// What the access log and metrics record of one request. Cheap to build: the method and URI
+/// share the request's bytes, the counters are the route's.
 struct Record {
     method: Method,
-    path_for_log: String,
-    route: String,
-    cluster: String,
-    trans_id: String,
+    uri: http::Uri,
+    counters: Arc<RouteCounters>,
+    trans_id: Option<HeaderValue>,
     start: Instant,
+    /// The client connection's write progress, for pacing the response.
+    progress: Option<Arc<WriteProgress>>,
 }
 
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -69,17 +75,18 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Proxy
     state.metrics.active_streams.inc();
     let (parts, incoming) = req.into_parts();
     let query = parts.uri.query().map(str::to_string);
-    let raw_path = parts.uri.path().to_string();
     let mut record = Record {
         method: parts.method.clone(),
-        path_for_log: log_path(&raw_path, query.as_deref()),
-        route: "local".into(),
-        cluster: "local".into(),
-        trans_id: String::new(),
+        uri: parts.uri.clone(),
+        counters: state.metrics.local_counters().clone(),
+        trans_id: None,
         start: Instant::now(),
+        progress: parts.extensions.get::<Arc<WriteProgress>>().cloned(),
     };
+    let uri = record.uri.clone();
+    let raw_path = uri.path();
     let body = BodySlot::new(Some(incoming));
-    let result = route_and_send(&state, &active, parts, &raw_path, query, &body, &mut record).await;
+    let result = route_and_send(&state, &active, parts, raw_path, query, &body, &mut record).await;
     let response = match result {
         Ok(r) => r,
         Err(e) => ProxyResponse::Local(e.into_response()),
@@ -156,8 +163,8 @@ async fn route_and_send(
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if let Some(path) = &swift_path {
         if let Some(plan) = copy::plan(&active.routes, &parts.method, path, raw_path, &headers) {
-            record.route = "cross-cluster-copy".into();
-            record.cluster = plan.dest.cluster.clone().unwrap_or_else(|| "local".into());
+            let dest = plan.dest.cluster.as_deref().unwrap_or("local");
+            record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
             let copy = cross_cluster_copy(state, active, &parts.method, path, &plan, &headers);
             return copy.run(query.as_deref(), body).await;
         }
@@ -172,7 +179,7 @@ async fn route_and_send(
             if let Some(response) =
                 bulk_delete(state, active, &parts.method, path, &headers, body).await?
             {
-                record.route = "bulk-delete".into();
+                record.counters = state.metrics.route_counters("bulk-delete", "local");
                 return Ok(ProxyResponse::Local(response));
             }
         }
@@ -186,7 +193,7 @@ async fn route_and_send(
                 &headers,
             );
             if let Some(response) = merged.await? {
-                record.route = "account-listing".into();
+                record.counters = state.metrics.route_counters("account-listing", "local");
                 return Ok(ProxyResponse::Local(response));
             }
         }
@@ -221,7 +228,7 @@ async fn route_and_send(
             endpoint_host: false,
             expect_continue,
         };
-        let response = send_timed(state, &state.local, &out, body, "local").await?;
+        let response = send_timed(&state.local, &out, body, &record.counters).await?;
         return match &swift_path {
             Some(path) => {
                 // The headers as sent: on the GET/HEAD this concerns, the client's own.
@@ -240,8 +247,7 @@ async fn route_and_send(
         };
     };
 
-    record.route = route.label.clone();
-    record.cluster = route.cluster.clone();
+    record.counters = route.counters(&state.metrics).clone();
     let cluster = active.clusters.get(&route.cluster).ok_or_else(|| {
         Refusal::Unavailable(format!("route names unknown cluster {:?}", route.cluster))
     })?;
@@ -363,7 +369,7 @@ async fn route_and_send(
         endpoint_host: true,
         expect_continue: upstream_expect,
     };
-    let mut response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
+    let mut response = send_timed(&cluster.upstream, &out, body, &record.counters).await?;
 
     // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
     // again, only when nothing of the body was sent.
@@ -376,7 +382,7 @@ async fn route_and_send(
                 .map_err(|e| Refusal::Unavailable(e.to_string()))?;
             let mut out = out;
             out.headers.insert("x-auth-token", fresh);
-            response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
+            response = send_timed(&cluster.upstream, &out, body, &record.counters).await?;
         }
     }
 
@@ -408,13 +414,14 @@ async fn route_and_send(
             endpoint_host: false,
             expect_continue: false,
         };
-        let local = send_timed(state, &state.local, &out, body, "local").await?;
+        let local_counters = state.metrics.route_counters(&route.label, "local");
+        let local = send_timed(&state.local, &out, body, &local_counters).await?;
         let target_status = response_status(&response);
         let local_status = response_status(&local);
         if target_status == Some(StatusCode::NOT_FOUND)
             && local_status.is_some_and(|s| s.is_success())
         {
-            record.cluster = "local".into();
+            record.counters = local_counters;
             return Ok(local);
         }
     }
@@ -432,8 +439,8 @@ async fn route_and_send(
             endpoint_host: false,
             expect_continue: false,
         };
-        record.cluster = "local".into();
-        return send_timed(state, &state.local, &out, body, "local").await;
+        record.counters = state.metrics.route_counters(&route.label, "local");
+        return send_timed(&state.local, &out, body, &record.counters).await;
     }
 
     if let ProxyResponse::Upstream { response, .. } = &mut response {
@@ -870,21 +877,14 @@ fn response_status(r: &ProxyResponse) -> Option<StatusCode> {
 }
 
 async fn send_timed(
-    state: &State,
     upstream: &Upstream,
     out: &Outgoing,
     body: &BodySlot,
-    cluster: &str,
+    counters: &RouteCounters,
 ) -> Result<ProxyResponse, Refusal> {
     let start = Instant::now();
     let (response, _endpoint) = upstream.send(out, body).await.map_err(Refusal::Upstream)?;
-    state
-        .metrics
-        .upstream_latency
-        .get_or_create(&ClusterLabels {
-            cluster: cluster.to_string(),
-        })
-        .observe(start.elapsed().as_secs_f64());
+    counters.observe_latency(start.elapsed().as_secs_f64());
     Ok(ProxyResponse::Upstream {
         response,
         idle: upstream.timeouts.idle,
@@ -912,16 +912,11 @@ fn finish(
     };
     strip_hop_by_hop(&mut parts.headers);
     let status = parts.status.as_u16();
-    let trans_id = parts
-        .headers
-        .get("x-trans-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let trans_id = parts.headers.get(&X_TRANS_ID).cloned();
+    let progress = record.progress.clone();
     let body = ResponseBody::new(inner, idle, move |bytes_out, complete| {
         let mut record = record;
-        if let Some(t) = trans_id {
-            record.trans_id = t;
-        }
+        record.trans_id = trans_id;
         log_and_count(
             &state,
             &record,
@@ -931,7 +926,7 @@ fn finish(
             complete,
         );
     });
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(parts, Paced::new(body, progress).boxed_unsync())
 }
 
 fn log_and_count(
@@ -942,72 +937,33 @@ fn log_and_count(
     bytes_out: u64,
     complete: bool,
 ) {
-    state.metrics.active_streams.dec();
-    let m = &state.metrics;
-    m.requests
-        .get_or_create(&RequestLabels {
-            route: record.route.clone(),
-            cluster: record.cluster.clone(),
-            method: method_label(&record.method),
-            status_class: status_class(status),
-        })
-        .inc();
-    m.bytes
-        .get_or_create(&BytesLabels {
-            cluster: record.cluster.clone(),
-            direction: "out".into(),
-        })
-        .inc_by(bytes_out);
-    m.bytes
-        .get_or_create(&BytesLabels {
-            cluster: record.cluster.clone(),
-            direction: "in".into(),
-        })
-        .inc_by(bytes_in);
-    tracing::info!(
-        target: "access",
-        method = %record.method,
-        path = %record.path_for_log,
+    // The last request in flight: nothing else will fill the log buffer soon, write it now.
+    let idle = state.metrics.active_streams.dec() <= 1;
+    let counters = &record.counters;
+    counters.request(&record.method, status);
+    counters.bytes(bytes_in, bytes_out);
+    let entry = Entry {
+        method: &record.method,
+        uri: &record.uri,
         status,
         bytes_in,
         bytes_out,
-        duration_ms = record.start.elapsed().as_millis() as u64,
-        route = %record.route,
-        cluster = %record.cluster,
-        trans_id = %record.trans_id,
+        duration_ms: record.start.elapsed().as_millis() as u64,
+        route: &counters.route,
+        cluster: &counters.cluster,
+        trans_id: record
+            .trans_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
         complete,
-    );
-}
-
-fn log_path(path: &str, query: Option<&str>) -> String {
-    let Some(query) = query else {
-        return path.to_string();
     };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| {
-            let key = pair.split('=').next().unwrap_or("");
-            if SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
-                format!("{key}=<redacted>")
-            } else {
-                pair.to_string()
-            }
-        })
-        .collect();
-    format!("{path}?{}", redacted.join("&"))
+    access_log::global().log(&entry, idle);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_in_queries_are_not_logged() {
-        assert_eq!(
-            log_path("/v1/a/c/o", Some("temp_url_sig=abc&temp_url_expires=1")),
-            "/v1/a/c/o?temp_url_sig=<redacted>&temp_url_expires=1"
-        );
-    }
 
     #[test]
     fn hop_by_hop_headers_go() {

@@ -2,8 +2,10 @@
 //! `swift_path` → `route_table` → `rename` → `auth` (Keystone v3 tokens: `keystone`) → `upstream`,
 //! with streaming `body` types;
 //! `state` holds the table in force, fed by `config_source` (file) and `admin` (push). `tls`
-//! connects to targets; `tls_listener` serves the sidecar's own listeners.
+//! connects to targets; `tls_listener` serves the sidecar's own listeners; `access_log` writes
+//! one line per request in batches.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod body;
@@ -16,6 +18,7 @@ pub mod keystone;
 pub mod labels;
 pub mod listing;
 pub mod metrics;
+pub mod pacing;
 pub mod pyformat;
 pub mod rename;
 pub mod route_table;

@@ -13,8 +13,8 @@ use swiftfed_sidecar::config_source::ConfigFile;
 use swiftfed_sidecar::server::{self, Limits};
 use swiftfed_sidecar::state::State;
 use swiftfed_sidecar::tls_listener::{ListenerTls, TlsFiles};
-use swiftfed_sidecar::upstream::Upstream;
-use swiftfed_sidecar::{forward, labels};
+use swiftfed_sidecar::upstream::{self, Buffers, Upstream};
+use swiftfed_sidecar::{access_log, forward, labels};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -119,9 +119,17 @@ struct Args {
     #[arg(long, env = "SWIFTFED_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
     header_read_timeout: Duration,
 
-    /// Largest request head (request line and headers) in bytes; above Swift's own limits.
+    /// Largest request head (request line and headers) in bytes, above Swift's own limits (8 KiB
+    /// per header line, 126 headers, 4 KiB of metadata). Also hyper's read buffer per client
+    /// connection: the largest piece of a request body read at once.
     #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 256 * 1024)]
     max_head_bytes: usize,
+
+    /// Read buffer per upstream connection in bytes: the largest piece of a response read at
+    /// once, held per stream while a slow client catches up. 0: hyper's adaptive buffer, which
+    /// grows to ~400 KiB on a fast upstream.
+    #[arg(long, env = "SWIFTFED_READ_BUFFER_BYTES", default_value_t = upstream::DEFAULT_READ_BUFFER_BYTES)]
+    read_buffer_bytes: usize,
 
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     #[arg(long, env = "SWIFTFED_DRAIN_TIMEOUT", default_value = "30s", value_parser = duration)]
@@ -154,6 +162,10 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    access_log::init(match format {
+        LogFormat::Text => access_log::Format::Text,
+        LogFormat::Json => access_log::Format::Json,
+    });
 }
 
 fn main() -> ExitCode {
@@ -169,7 +181,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Requests answered during the drain are still in the access log's buffer.
+    access_log::global().flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -180,7 +195,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let local = Upstream::new(
+    // hyper's minimum buffer is 8 KiB; below that it would panic.
+    let buffers = Buffers {
+        read_bytes: match args.read_buffer_bytes {
+            0 => 0,
+            n => n.max(8192),
+        },
+    };
+    let local = Upstream::with_buffers(
         "local",
         &[format!("http://{}", args.upstream)],
         Timeouts {
@@ -189,6 +211,7 @@ async fn run(args: Args) -> Result<(), String> {
             idle: args.local_idle_timeout,
         },
         None,
+        buffers,
     )
     .map_err(|e| format!("--upstream: {e}"))?;
     let pod_labels: Option<BTreeMap<String, String>> = match &args.pod_labels_file {
@@ -255,6 +278,7 @@ async fn run(args: Args) -> Result<(), String> {
         tls.clone().spawn_reloader(args.config_poll);
     }
 
+    tokio::spawn(access_log::flush_periodically());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = Limits {
         header_read_timeout: args.header_read_timeout,

@@ -1,8 +1,11 @@
 //! Route lookup: the most specific match wins (exact container > longest prefix > account-wide).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use swiftfed_crds::routing::{ContainerMatch, RouteMode, RoutingTable};
+
+use crate::metrics::{Metrics, RouteCounters};
 
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -16,6 +19,8 @@ pub struct Route {
     pub segment_suffixes: Vec<String>,
     /// Stable, human-readable id for logs and metric labels.
     pub label: String,
+    /// Its metric series, resolved on first use (see `counters`).
+    counters: OnceLock<Arc<RouteCounters>>,
 }
 
 /// Where a request's names end up.
@@ -50,6 +55,12 @@ impl Route {
         }
     }
 
+    /// The metric series of requests this route sends to its cluster.
+    pub fn counters(&self, metrics: &Metrics) -> &Arc<RouteCounters> {
+        self.counters
+            .get_or_init(|| metrics.route_counters(&self.label, &self.cluster))
+    }
+
     /// Whether the route renames anything (then headers naming its containers need rewriting).
     pub fn renames(&self) -> bool {
         self.target_account.is_some() || self.target_container.is_some()
@@ -81,11 +92,26 @@ impl Route {
 #[derive(Default, Debug)]
 struct AccountRoutes {
     exact: HashMap<String, usize>,
-    /// Longest prefix first.
-    prefixes: Vec<(String, usize)>,
+    /// Prefix routes grouped by prefix length in bytes, longest first. A container can match
+    /// only one prefix of a given length (its own first bytes), so a lookup costs one hash
+    /// probe per distinct length instead of a scan of every prefix.
+    prefixes: Vec<(usize, HashMap<String, usize>)>,
     account_wide: Option<usize>,
     /// Every segment suffix some route of the account declares.
     suffixes: Vec<String>,
+}
+
+impl AccountRoutes {
+    /// The first route (in table order) among those with the longest prefix of `container`,
+    /// with that prefix's length.
+    fn longest_prefix(&self, container: &str) -> Option<(usize, usize)> {
+        self.prefixes.iter().find_map(|(len, by_prefix)| {
+            // Not a char boundary: no prefix of this length can match (prefixes are whole
+            // UTF-8 strings).
+            let head = container.get(..*len)?;
+            by_prefix.get(head).map(|idx| (*len, *idx))
+        })
+    }
 }
 
 #[derive(Default, Debug)]
@@ -119,6 +145,7 @@ impl RouteTable {
                 mode: spec.mode,
                 segment_suffixes: spec.effective_segment_suffixes(),
                 label,
+                counters: OnceLock::new(),
             });
             let entry = out
                 .accounts
@@ -133,14 +160,26 @@ impl RouteTable {
                 Some(ContainerMatch::Exact(c)) => {
                     entry.exact.entry(c.clone()).or_insert(idx);
                 }
-                Some(ContainerMatch::Prefix(p)) => entry.prefixes.push((p.clone(), idx)),
+                Some(ContainerMatch::Prefix(p)) => {
+                    let group = match entry.prefixes.iter_mut().find(|(l, _)| *l == p.len()) {
+                        Some(group) => group,
+                        None => {
+                            entry.prefixes.push((p.len(), HashMap::new()));
+                            entry.prefixes.last_mut().expect("just pushed")
+                        }
+                    };
+                    // The same prefix twice: the first route keeps it, as with exact names.
+                    group.1.entry(p.clone()).or_insert(idx);
+                }
                 None => {
                     entry.account_wide.get_or_insert(idx);
                 }
             }
         }
         for entry in out.accounts.values_mut() {
-            entry.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+            entry
+                .prefixes
+                .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         }
         out
     }
@@ -170,15 +209,12 @@ impl RouteTable {
         if let Some(i) = entry.exact.get(c) {
             return self.routes.get(*i);
         }
-        let prefix = entry
-            .prefixes
-            .iter()
-            .find(|(p, _)| c.starts_with(p.as_str()));
+        let prefix = entry.longest_prefix(c);
         for suffix in &entry.suffixes {
             let Some(parent) = c.strip_suffix(suffix.as_str()) else {
                 continue;
             };
-            if parent.is_empty() || prefix.is_some_and(|(p, _)| p.len() > parent.len()) {
+            if parent.is_empty() || prefix.is_some_and(|(len, _)| len > parent.len()) {
                 continue;
             }
             if let Some(route) = self.lookup(account, Some(parent)) {
@@ -187,7 +223,7 @@ impl RouteTable {
                 }
             }
         }
-        let idx = prefix.map(|(_, i)| *i).or(entry.account_wide)?;
+        let idx = prefix.map(|(_, i)| i).or(entry.account_wide)?;
         self.routes.get(idx)
     }
 
@@ -197,7 +233,12 @@ impl RouteTable {
             return vec![];
         };
         let mut idx: Vec<usize> = entry.exact.values().copied().collect();
-        idx.extend(entry.prefixes.iter().map(|(_, i)| *i));
+        idx.extend(
+            entry
+                .prefixes
+                .iter()
+                .flat_map(|(_, by_prefix)| by_prefix.values().copied()),
+        );
         idx.sort_unstable();
         idx.iter().filter_map(|i| self.routes.get(*i)).collect()
     }
@@ -350,5 +391,116 @@ routes:
         assert_eq!(at("plain_segments"), None);
         assert_eq!(at("local_segments"), None);
         assert_eq!(at("_segments"), None);
+    }
+
+    /// The lookup before the length index: exact, else the first of the prefixes sorted longest
+    /// first (stable, so table order breaks ties), else account-wide.
+    fn reference(yaml_routes: &[(Option<&str>, Option<&str>)], container: &str) -> Option<usize> {
+        let exact = yaml_routes.iter().position(|(e, _)| *e == Some(container));
+        let mut prefixes: Vec<(usize, &str)> = yaml_routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, p))| p.map(|p| (i, p)))
+            .collect();
+        prefixes.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        exact
+            .or_else(|| {
+                prefixes
+                    .iter()
+                    .find(|(_, p)| container.starts_with(p))
+                    .map(|(i, _)| *i)
+            })
+            .or_else(|| {
+                yaml_routes
+                    .iter()
+                    .position(|(e, p)| e.is_none() && p.is_none())
+            })
+    }
+
+    fn table_of(routes: &[(Option<&str>, Option<&str>)]) -> RouteTable {
+        let mut yaml =
+            String::from("clusters: [{name: b, endpoints: [\"http://127.0.0.1:1\"]}]\nroutes:\n");
+        for (i, (exact, prefix)) in routes.iter().enumerate() {
+            let container = match (exact, prefix) {
+                (Some(e), _) => format!(", container: {{exact: {e:?}}}"),
+                (None, Some(p)) => format!(", container: {{prefix: {p:?}}}"),
+                (None, None) => String::new(),
+            };
+            yaml.push_str(&format!(
+                // A selector per route, so that repeated matches are valid (and all apply, as
+                // no pod labels are given).
+                "- {{match: {{account: A{container}}}, target: {{cluster: b}}, source: \"r{i}\", \
+                 proxySelector: {{matchLabels: {{n: \"{i}\"}}}}}}\n"
+            ));
+        }
+        table(&yaml)
+    }
+
+    #[test]
+    fn prefix_index_picks_the_longest_then_the_first() {
+        let routes = [
+            (None, Some("a")),
+            (None, Some("ab")),
+            (None, Some("abc")),
+            (None, Some("ab")), // same prefix again: the first one keeps it
+            (None, Some("x")),
+            (None, Some("xyz")),
+            (None, Some("é")),  // two bytes
+            (None, Some("éa")), // three bytes
+            (Some("abc"), None),
+            (None, None),
+        ];
+        let t = table_of(&routes);
+        let label = |c: &str| t.lookup("A", Some(c)).map(|r| r.label.clone());
+        assert_eq!(label("abcd").as_deref(), Some("r2"));
+        assert_eq!(label("abc").as_deref(), Some("r8"), "exact beats prefixes");
+        assert_eq!(label("abx").as_deref(), Some("r1"));
+        assert_eq!(label("ax").as_deref(), Some("r0"));
+        assert_eq!(label("xy").as_deref(), Some("r4"));
+        assert_eq!(label("xyz0").as_deref(), Some("r5"));
+        assert_eq!(label("éab").as_deref(), Some("r7"));
+        assert_eq!(label("éb").as_deref(), Some("r6"));
+        // Shorter than every prefix, and a length that falls inside a multi-byte character.
+        assert_eq!(label("").as_deref(), Some("r9"));
+        assert_eq!(label("ébc").as_deref(), Some("r6"));
+        assert_eq!(label("q").as_deref(), Some("r9"));
+    }
+
+    #[test]
+    fn prefix_index_matches_the_linear_scan() {
+        // Deterministic pseudo-random prefixes and containers over a small alphabet, so that
+        // many prefixes share their first bytes and lengths.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let alphabet = ['a', 'b', 'é', '-'];
+        let mut word = |max: u64| -> String {
+            let len = next(max) + 1;
+            (0..len).map(|_| alphabet[next(4) as usize]).collect()
+        };
+        let words: Vec<String> = (0..300).map(|_| word(6)).collect();
+        let containers: Vec<String> = (0..2000).map(|_| word(8)).collect();
+        let mut routes: Vec<(Option<&str>, Option<&str>)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i % 5 == 0 {
+                    (Some(w.as_str()), None)
+                } else {
+                    (None, Some(w.as_str()))
+                }
+            })
+            .collect();
+        routes.push((None, None));
+        let t = table_of(&routes);
+        for c in &containers {
+            let got = t.lookup("A", Some(c)).map(|r| r.label.clone());
+            let want = reference(&routes, c).map(|i| format!("r{i}"));
+            assert_eq!(got, want, "container {c:?}");
+        }
     }
 }

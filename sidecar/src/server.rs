@@ -18,13 +18,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::pacing::{Counted, WriteProgress};
 use crate::tls_listener::ListenerTls;
 use crate::upstream::MAX_HEADERS;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub header_read_timeout: Duration,
-    /// Read buffer, which bounds the request head (request line and headers).
+    /// Read buffer, which bounds the request head (request line and headers) and the pieces a
+    /// request body is read in. (What a response may queue is bounded by `pacing` instead.)
     pub max_head_bytes: usize,
 }
 
@@ -67,11 +69,18 @@ pub async fn serve<H, F>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = move |peer: Peer| {
-                    service_fn(move |req| {
-                        let handler = handler.clone();
-                        async move { Ok::<_, Infallible>(handler(req, peer).await) }
-                    })
+                // Counts what the client's socket took, for response pacing (see `pacing`);
+                // each request carries it in its extensions.
+                let progress = Arc::new(WriteProgress::default());
+                let service = {
+                    let progress = progress.clone();
+                    move |peer: Peer| {
+                        service_fn(move |mut req: Request<Incoming>| {
+                            req.extensions_mut().insert(progress.clone());
+                            let handler = handler.clone();
+                            async move { Ok::<_, Infallible>(handler(req, peer).await) }
+                        })
+                    }
                 };
                 let mut builder = http1::Builder::new();
                 builder
@@ -88,6 +97,7 @@ pub async fn serve<H, F>(
                     let result = match acceptor {
                         None => {
                             let peer = Peer { addr, client_cert: false };
+                            let stream = Counted::new(stream, progress);
                             let conn = builder.serve_connection(TokioIo::new(stream), service(peer));
                             watcher.watch(conn).await
                         }
@@ -115,6 +125,7 @@ pub async fn serve<H, F>(
                                 .peer_certificates()
                                 .is_some_and(|c| !c.is_empty());
                             let peer = Peer { addr, client_cert };
+                            let stream = Counted::new(stream, progress);
                             let conn = builder.serve_connection(TokioIo::new(stream), service(peer));
                             watcher.watch(conn).await
                         }

@@ -183,8 +183,10 @@ impl State {
         } else {
             None
         };
-        let upstream = Upstream::new(&spec.name, &spec.endpoints, timeouts, tls.clone())
-            .map_err(|e| unsupported("endpoints", e))?;
+        let buffers = self.local.buffers();
+        let upstream =
+            Upstream::with_buffers(&spec.name, &spec.endpoints, timeouts, tls.clone(), buffers)
+                .map_err(|e| unsupported("endpoints", e))?;
         let tokens = match &spec.auth {
             AuthSpec::Passthrough => None,
             AuthSpec::Credentials {
