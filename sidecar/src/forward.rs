@@ -261,7 +261,8 @@ async fn route_and_send(
     // With the sidecar's own credentials, nothing about the request is acted on (not even an
     // error naming routes) before the local cluster has authorized the client.
     if credentials.is_some() {
-        authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
+        let own = path.container.as_deref().map(|c| (c, path.has_object));
+        authorize_locally_in(state, &client_headers, &path.account, own, &parts.method).await?;
     }
     if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
         dlo::mark_request(
@@ -363,6 +364,9 @@ async fn route_and_send(
         endpoint_host: true,
         expect_continue: upstream_expect,
     };
+    // Container ACLs as the target will have them, mirrored locally once it accepts them.
+    let shadow_update =
+        credentials.and_then(|_| crate::acl_shadow::update(&parts.method, path, &out.headers));
     let mut response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
 
     // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
@@ -377,6 +381,19 @@ async fn route_and_send(
             let mut out = out;
             out.headers.insert("x-auth-token", fresh);
             response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
+        }
+    }
+
+    if let (Some(update), Some(container)) = (shadow_update, path.container.as_deref()) {
+        if response_status(&response).is_some_and(|s| s.is_success()) {
+            crate::acl_shadow::apply(
+                &state.local,
+                &client_headers,
+                &path.account,
+                container,
+                update,
+            )
+            .await;
         }
     }
 
@@ -826,11 +843,51 @@ async fn authorize_locally(
     account: &str,
     method: &Method,
 ) -> Result<(), Refusal> {
-    for (account, access) in auth::required_checks(method, client_headers, account) {
-        let verdict = state
+    authorize_locally_in(state, client_headers, account, None, method).await
+}
+
+/// `authorize_locally`, where the request's own account may also be granted by the ACLs of
+/// `own` (its container, and whether it names an object), as mirrored locally (`acl_shadow`).
+/// Accounts named in headers are checked at account level only.
+async fn authorize_locally_in(
+    state: &State,
+    client_headers: &HeaderMap,
+    account: &str,
+    own: Option<(&str, bool)>,
+    method: &Method,
+) -> Result<(), Refusal> {
+    for (i, (account, access)) in auth::required_checks(method, client_headers, account)
+        .into_iter()
+        .enumerate()
+    {
+        let mut verdict = state
             .authorizer
             .check(&state.local, client_headers, &account, access)
             .await;
+        // The first check is the request's own (COPY: a read of its own object).
+        let container_access = own.and_then(|(container, has_object)| {
+            let method = if i == 0 && access == Access::Read {
+                &Method::GET
+            } else {
+                method
+            };
+            Some(container).zip(auth::ContainerAccess::of(method, has_object))
+        });
+        if let (0, Verdict::Denied { .. }, Some((container, wanted))) =
+            (i, &verdict, container_access)
+        {
+            match state
+                .authorizer
+                .check_container(&state.local, client_headers, &account, container, wanted)
+                .await
+            {
+                // Any doubt about the container keeps the account-level denial.
+                Verdict::Unavailable(reason) => {
+                    tracing::warn!(%reason, "container-level authorization check failed");
+                }
+                other => verdict = other,
+            }
+        }
         let result = match &verdict {
             Verdict::Allowed => "allowed",
             Verdict::Denied { .. } => "denied",

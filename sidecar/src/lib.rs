@@ -4,6 +4,7 @@
 //! `state` holds the table in force, fed by `config_source` (file) and `admin` (push). `tls`
 //! connects to targets; `tls_listener` serves the sidecar's own listeners.
 
+pub mod acl_shadow;
 pub mod admin;
 pub mod auth;
 pub mod body;
