@@ -25,33 +25,58 @@ const ACL_HEADERS: [&str; 4] = [
 ];
 
 /// What a container request, once the target accepted it, changes on the shadow.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Update {
-    /// Set or remove ACLs (the ACL headers as forwarded to the target).
+    /// Set or remove ACLs (the ACL headers as forwarded to the target; only an owner's keep
+    /// them, the sidecar strips them otherwise).
     Acls(HeaderMap),
+    /// A container `PUT`: if it created the container (201), the target has exactly these ACLs,
+    /// so the shadow's others go (a stale shadow, left by a container deleted on the target
+    /// directly, must not outlive its re-creation); otherwise as `Acls`.
+    Put(HeaderMap),
     Delete,
 }
 
-/// The shadow update a request implies: container `PUT`/`POST` carrying ACL headers (only an
-/// owner's keep them: the sidecar strips them otherwise), container `DELETE`.
+/// The shadow update a container `PUT`/`POST`/`DELETE` implies.
 pub fn update(method: &Method, path: &SwiftPath<'_>, forwarded: &HeaderMap) -> Option<Update> {
     if path.container.is_none() || path.has_object {
         return None;
     }
+    let acls = || -> HeaderMap {
+        ACL_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = forwarded.get(*name)?.clone();
+                Some((http::HeaderName::from_static(name), value))
+            })
+            .collect()
+    };
     match *method {
-        Method::PUT | Method::POST => {
-            let acls: HeaderMap = ACL_HEADERS
-                .iter()
-                .filter_map(|name| {
-                    let value = forwarded.get(*name)?.clone();
-                    Some((http::HeaderName::from_static(name), value))
-                })
-                .collect();
-            (!acls.is_empty()).then_some(Update::Acls(acls))
-        }
+        Method::PUT => Some(Update::Put(acls())),
+        Method::POST => Some(acls()).filter(|a| !a.is_empty()).map(Update::Acls),
         Method::DELETE => Some(Update::Delete),
         _ => None,
     }
+}
+
+/// The headers that make the shadow's ACLs exactly `acls`: every ACL not set is removed.
+fn exactly(mut acls: HeaderMap) -> HeaderMap {
+    for (set, remove) in [
+        ("x-container-read", "x-remove-container-read"),
+        ("x-container-write", "x-remove-container-write"),
+    ] {
+        if !acls.contains_key(set) {
+            acls.insert(remove, http::HeaderValue::from_static("x"));
+        }
+    }
+    acls
+}
+
+/// Whether the headers set an ACL (rather than only remove): only then is a shadow created.
+fn sets_any(acls: &HeaderMap) -> bool {
+    ["x-container-read", "x-container-write"]
+        .iter()
+        .any(|name| acls.contains_key(*name))
 }
 
 /// Applies `update` to the shadow of `account`/`container` with the client's credentials. A
@@ -63,6 +88,7 @@ pub async fn apply(
     account: &str,
     container: &str,
     update: Update,
+    target_status: StatusCode,
 ) {
     let path = format!(
         "/v1/{}/{}",
@@ -79,12 +105,19 @@ pub async fn apply(
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from_static("0"),
     );
-    let (method, creates) = match &update {
-        Update::Acls(acls) => {
-            headers.extend(acls.clone());
-            (Method::POST, true)
+    let acls = match update {
+        Update::Put(acls) if target_status == StatusCode::CREATED => Some(exactly(acls)),
+        Update::Put(acls) | Update::Acls(acls) => Some(acls),
+        Update::Delete => None,
+    };
+    let (method, creates) = match acls {
+        Some(acls) if acls.is_empty() => return,
+        Some(acls) => {
+            let creates = sets_any(&acls);
+            headers.extend(acls);
+            (Method::POST, creates)
         }
-        Update::Delete => (Method::DELETE, false),
+        None => (Method::DELETE, false),
     };
     let first = send(local, method, &path, &headers).await;
     // POST to a shadow that does not exist yet: create it with the ACLs.
@@ -94,6 +127,7 @@ pub async fn apply(
     };
     match status {
         Some(s) if s.is_success() => {}
+        // Nothing to remove from, or to delete.
         Some(StatusCode::NOT_FOUND) if !creates => {}
         other => tracing::warn!(
             account,
@@ -122,4 +156,55 @@ async fn send(
         .await
         .ok()
         .map(|(r, _)| r.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn container_requests_imply_shadow_updates() {
+        let container = SwiftPath::parse("/v1/AUTH_a/c").expect("path");
+        let object = SwiftPath::parse("/v1/AUTH_a/c/o").expect("path");
+        let acl = headers(&[("x-container-read", "a:b"), ("x-container-meta-k", "v")]);
+        let only_acl = headers(&[("x-container-read", "a:b")]);
+        assert_eq!(
+            update(&Method::POST, &container, &acl),
+            Some(Update::Acls(only_acl.clone()))
+        );
+        assert_eq!(
+            update(&Method::POST, &container, &headers(&[])),
+            None,
+            "a POST without ACLs leaves the shadow alone"
+        );
+        assert_eq!(
+            update(&Method::PUT, &container, &acl),
+            Some(Update::Put(only_acl.clone()))
+        );
+        assert_eq!(
+            update(&Method::DELETE, &container, &acl),
+            Some(Update::Delete)
+        );
+        assert_eq!(update(&Method::PUT, &object, &acl), None);
+        let exact = exactly(only_acl);
+        assert_eq!(
+            exact.get("x-remove-container-write").map(|v| v.as_bytes()),
+            Some(&b"x"[..])
+        );
+        assert!(!exact.contains_key("x-remove-container-read"));
+        assert!(sets_any(&exact));
+        assert!(!sets_any(&exactly(HeaderMap::new())));
+    }
 }

@@ -385,13 +385,14 @@ async fn route_and_send(
     }
 
     if let (Some(update), Some(container)) = (shadow_update, path.container.as_deref()) {
-        if response_status(&response).is_some_and(|s| s.is_success()) {
+        if let Some(status) = response_status(&response).filter(|s| s.is_success()) {
             crate::acl_shadow::apply(
                 &state.local,
                 &client_headers,
                 &path.account,
                 container,
                 update,
+                status,
             )
             .await;
         }

@@ -40,18 +40,25 @@ fn eventually(what: &str, want: u16, attempt: impl Fn() -> HttpResponse) {
     }
 }
 
+/// A sidecar in front of `a` routing AUTH_test's containers starting with `prefix` to `b` with
+/// its own credentials; grants are cached for 1 s only.
+fn credentials_sidecar(prefix: &str) -> Sidecar {
+    let [a, b] = shared_pair();
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}"
+    );
+    Sidecar::start_with(Options {
+        upstream_port: a.proxy_port(),
+        routing: Some(routing_credentials(1, b, &[&route])),
+        extra_args: vec!["--authz-cache-ttl".into(), "1s".into()],
+    })
+}
+
 #[test]
 fn container_acls_set_through_the_sidecar_grant_exactly_what_they_grant_locally() {
     let [a, b] = shared_pair();
     let prefix = unique_name("acl");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}"
-    );
-    let sidecar = Sidecar::start_with(Options {
-        upstream_port: a.proxy_port(),
-        routing: Some(routing_credentials(1, b, &[&route])),
-        extra_args: vec!["--authz-cache-ttl".into(), "1s".into()],
-    });
+    let sidecar = credentials_sidecar(&prefix);
     let (url, owner) = auth_via(&sidecar, TESTER);
     let (_, reader) = auth_via(&sidecar, TESTER2);
     let (_, stranger) = auth_via(&sidecar, TEST2);
@@ -214,5 +221,57 @@ fn container_acls_set_through_the_sidecar_grant_exactly_what_they_grant_locally(
         shadow().status,
         404,
         "the shadow went with the routed container"
+    );
+}
+
+/// A shadow left behind by a container deleted on the target directly (bypassing the sidecar)
+/// does not outlive the container's re-creation through the sidecar.
+#[test]
+fn a_container_created_through_the_sidecar_gets_exactly_its_own_acls() {
+    let [a, b] = shared_pair();
+    let prefix = unique_name("stale");
+    let sidecar = credentials_sidecar(&prefix);
+    let (url, owner) = auth_via(&sidecar, TESTER);
+    let (_, reader) = auth_via(&sidecar, TESTER2);
+    let (url_a, owner_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (url_b, owner_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let c = format!("{prefix}-c");
+    let acl = [("X-Container-Read", "test:tester2")];
+    ok(
+        &req("PUT", &format!("{url}/{c}"), &owner, &acl, b""),
+        "PUT with ACL",
+    );
+    assert_eq!(
+        req("DELETE", &format!("{url_b}/{c}"), &owner_b, &[], b"").status,
+        204
+    );
+    let stale = req("HEAD", &format!("{url_a}/{c}"), &owner_a, &[], b"");
+    assert_eq!(
+        stale.header("x-container-read"),
+        Some("test:tester2"),
+        "stale shadow"
+    );
+
+    ok(
+        &req("PUT", &format!("{url}/{c}"), &owner, &[], b""),
+        "re-created without ACL",
+    );
+    let shadow = req("HEAD", &format!("{url_a}/{c}"), &owner_a, &[], b"");
+    assert_eq!(
+        shadow.header("x-container-read"),
+        None,
+        "the stale ACL is gone"
+    );
+    assert_eq!(
+        req("GET", &format!("{url}/{c}"), &reader, &[], b"").status,
+        403
+    );
+    ok(
+        &req("DELETE", &format!("{url}/{c}"), &owner, &[], b""),
+        "container DELETE",
+    );
+    assert_eq!(
+        req("HEAD", &format!("{url_a}/{c}"), &owner_a, &[], b"").status,
+        404
     );
 }
