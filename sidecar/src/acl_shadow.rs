@@ -32,13 +32,19 @@ pub enum Update {
     Acls(HeaderMap),
     /// A container `PUT`: if it created the container (201), the target has exactly these ACLs,
     /// so the shadow's others go (a stale shadow, left by a container deleted on the target
-    /// directly, must not outlive its re-creation); otherwise as `Acls`.
+    /// directly, must not outlive its re-creation); otherwise as `Acls`. Not in `Migrate`
+    /// mode, where the shadow is the real local container and keeps what it has.
     Put(HeaderMap),
     Delete,
 }
 
 /// The shadow update a container `PUT`/`POST`/`DELETE` implies.
-pub fn update(method: &Method, path: &SwiftPath<'_>, forwarded: &HeaderMap) -> Option<Update> {
+pub fn update(
+    method: &Method,
+    path: &SwiftPath<'_>,
+    forwarded: &HeaderMap,
+    migrating: bool,
+) -> Option<Update> {
     if path.container.is_none() || path.has_object {
         return None;
     }
@@ -52,8 +58,8 @@ pub fn update(method: &Method, path: &SwiftPath<'_>, forwarded: &HeaderMap) -> O
             .collect()
     };
     match *method {
-        Method::PUT => Some(Update::Put(acls())),
-        Method::POST => Some(acls()).filter(|a| !a.is_empty()).map(Update::Acls),
+        Method::PUT if !migrating => Some(Update::Put(acls())),
+        Method::PUT | Method::POST => Some(acls()).filter(|a| !a.is_empty()).map(Update::Acls),
         Method::DELETE => Some(Update::Delete),
         _ => None,
     }
@@ -181,23 +187,28 @@ mod tests {
         let acl = headers(&[("x-container-read", "a:b"), ("x-container-meta-k", "v")]);
         let only_acl = headers(&[("x-container-read", "a:b")]);
         assert_eq!(
-            update(&Method::POST, &container, &acl),
+            update(&Method::POST, &container, &acl, false),
             Some(Update::Acls(only_acl.clone()))
         );
         assert_eq!(
-            update(&Method::POST, &container, &headers(&[])),
+            update(&Method::POST, &container, &headers(&[]), false),
             None,
             "a POST without ACLs leaves the shadow alone"
         );
         assert_eq!(
-            update(&Method::PUT, &container, &acl),
+            update(&Method::PUT, &container, &acl, false),
             Some(Update::Put(only_acl.clone()))
         );
         assert_eq!(
-            update(&Method::DELETE, &container, &acl),
+            update(&Method::DELETE, &container, &acl, false),
             Some(Update::Delete)
         );
-        assert_eq!(update(&Method::PUT, &object, &acl), None);
+        assert_eq!(update(&Method::PUT, &object, &acl, false), None);
+        assert_eq!(
+            update(&Method::PUT, &container, &acl, true),
+            Some(Update::Acls(only_acl.clone())),
+            "migrating: the local container keeps the ACLs it has"
+        );
         let exact = exactly(only_acl);
         assert_eq!(
             exact.get("x-remove-container-write").map(|v| v.as_bytes()),

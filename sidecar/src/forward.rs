@@ -365,8 +365,14 @@ async fn route_and_send(
         expect_continue: upstream_expect,
     };
     // Container ACLs as the target will have them, mirrored locally once it accepts them.
-    let shadow_update =
-        credentials.and_then(|_| crate::acl_shadow::update(&parts.method, path, &out.headers));
+    let shadow_update = credentials.and_then(|_| {
+        crate::acl_shadow::update(
+            &parts.method,
+            path,
+            &out.headers,
+            route.mode == RouteMode::Migrate,
+        )
+    });
     let mut response = send_timed(state, &cluster.upstream, &out, body, &route.cluster).await?;
 
     // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
