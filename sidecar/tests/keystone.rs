@@ -940,6 +940,71 @@ fn keystoneauth_answers_the_local_checks_as_the_sidecar_reads_them() {
         [400, 403, 401, 403, 400, 403],
         "owner check for {labels:?}"
     );
+
+    // Container-level checks on an ACL shadow (sidecar/src/auth.rs `check_container`), with a
+    // `project_id:user_id` ACL for the other project's user: listing (2xx), object read (404),
+    // object write (400, the name refused after authorization).
+    let shadow = format!("{account_url}/{}", unique_name("shadow"));
+    let object = format!("{shadow}/swiftfed-authz-probe-{}", "x".repeat(1100));
+    let owner_token = clients[0].1.clone().expect("member token");
+    let acl = format!("{}:{}", other.project, other.id);
+    let r = req(
+        "PUT",
+        &shadow,
+        &owner_token,
+        &[("X-Container-Read", &acl)],
+        b"",
+    );
+    assert_eq!(r.status, 201);
+    let zero = [("Content-Length", "0")];
+    assert_eq!(
+        answers("HEAD", &shadow, &[]),
+        [204, 204, 401, 204, 204, 403],
+        "listing check, read ACL, for {labels:?}"
+    );
+    assert_eq!(
+        answers("HEAD", &object, &[]),
+        [404, 404, 401, 404, 404, 403],
+        "object read check, read ACL, for {labels:?}"
+    );
+    assert_eq!(
+        answers("PUT", &object, &zero),
+        [400, 403, 401, 403, 400, 403],
+        "object write check, read ACL, for {labels:?}"
+    );
+    let r = req(
+        "POST",
+        &shadow,
+        &owner_token,
+        &[("X-Container-Write", &acl)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        answers("PUT", &object, &zero),
+        [400, 403, 401, 400, 400, 403],
+        "object write check, write ACL, for {labels:?}"
+    );
+    let r = req(
+        "POST",
+        &shadow,
+        &owner_token,
+        &[("X-Container-Read", ".r:*")],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        answers("HEAD", &object, &[]),
+        [404, 404, 404, 404, 404, 404],
+        "object read check, .r:*, for {labels:?}"
+    );
+    assert_eq!(
+        answers("HEAD", &shadow, &[]),
+        [204, 204, 401, 403, 204, 403],
+        "listing check, .r:* without .rlistings, for {labels:?}"
+    );
+    let r = req("DELETE", &shadow, &owner_token, &[], b"");
+    assert_eq!(r.status, 204, "the probes left the shadow empty");
 }
 
 /// python-swiftclient with Keystone v3 auth, sent to the sidecar by Keystone's catalog: upload,
