@@ -275,3 +275,113 @@ fn a_container_created_through_the_sidecar_gets_exactly_its_own_acls() {
         404
     );
 }
+
+/// The target follows symlinks and reads manifest segments with the sidecar's owner-level token;
+/// a client allowed by a container ACL only must not reach other containers that way.
+#[test]
+fn acl_users_reach_nothing_beyond_their_container() {
+    let [_, b] = shared_pair();
+    let prefix = unique_name("beyond");
+    let sidecar = credentials_sidecar(&prefix);
+    let (url, owner) = auth_via(&sidecar, TESTER);
+    let (_, user) = auth_via(&sidecar, TESTER2);
+    let (url_b, owner_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (c, other) = (format!("{prefix}-c"), format!("{prefix}-other"));
+    let both = [
+        ("X-Container-Read", "test:tester2"),
+        ("X-Container-Write", "test:tester2"),
+    ];
+    ok(
+        &req("PUT", &format!("{url}/{c}"), &owner, &both, b""),
+        "ACL container",
+    );
+    ok(
+        &req("PUT", &format!("{url}/{other}"), &owner, &[], b""),
+        "other container",
+    );
+    ok(
+        &req(
+            "PUT",
+            &format!("{url}/{other}/secret"),
+            &owner,
+            &[],
+            b"secret",
+        ),
+        "secret",
+    );
+    let target = format!("{other}/secret");
+    ok(
+        &req(
+            "PUT",
+            &format!("{url}/{c}/link"),
+            &owner,
+            &[("X-Symlink-Target", &target)],
+            b"",
+        ),
+        "owner's symlink",
+    );
+    ok(
+        &req("PUT", &format!("{url}/{c}/seg1"), &owner, &[], b"own "),
+        "segment",
+    );
+    ok(
+        &req(
+            "PUT",
+            &format!("{url}/{c}/dlo"),
+            &owner,
+            &[("X-Object-Manifest", &format!("{c}/seg"))],
+            b"",
+        ),
+        "owner's DLO in the same container",
+    );
+
+    // Reading through the owner's symlink into a container without ACL: refused.
+    let got = req("GET", &format!("{url}/{c}/link"), &user, &[], b"");
+    assert_eq!(got.status, 403, "{}", got.body_text());
+    assert!(!got.body_text().contains("secret"));
+    // A DLO whose segments are in the same container is read as Swift would.
+    let got = req("GET", &format!("{url}/{c}/dlo"), &user, &[], b"");
+    assert_eq!((got.status, got.body_text().as_str()), (200, "own "));
+    // Creating links or manifests that point elsewhere: refused, nothing on the target.
+    for (name, header) in [
+        ("mylink", "X-Symlink-Target"),
+        ("mydlo", "X-Object-Manifest"),
+    ] {
+        let r = req(
+            "PUT",
+            &format!("{url}/{c}/{name}"),
+            &user,
+            &[(header, &target)],
+            b"",
+        );
+        assert_eq!(r.status, 403, "{header}");
+        let on_b = req("HEAD", &format!("{url_b}/{c}/{name}"), &owner_b, &[], b"");
+        assert_eq!(on_b.status, 404, "{header} reached the target");
+    }
+    // Copying from elsewhere needs account-level read.
+    let r = req(
+        "PUT",
+        &format!("{url}/{c}/copy"),
+        &user,
+        &[("X-Copy-From", &target)],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+
+    for name in ["link", "seg1", "dlo"] {
+        ok(
+            &req("DELETE", &format!("{url}/{c}/{name}"), &owner, &[], b""),
+            "cleanup",
+        );
+    }
+    ok(
+        &req("DELETE", &format!("{url}/{other}/secret"), &owner, &[], b""),
+        "cleanup",
+    );
+    for container in [&c, &other] {
+        ok(
+            &req("DELETE", &format!("{url}/{container}"), &owner, &[], b""),
+            "cleanup",
+        );
+    }
+}
