@@ -13,9 +13,13 @@
 //! grants is account-level: account owners (tempauth `.admin`, keystoneauth operator roles on
 //! the account's project), reseller admins, tempauth account ACLs (`read-only` for reads;
 //! `read-write`/`admin` for writes), keystoneauth `project_reader_roles` and
-//! `system_reader_roles` (reads only). Container ACLs (tempauth users, keystoneauth
-//! `project:user` forms and roles, referrers) are not consulted: they live on the routed
-//! container, in the other cluster.
+//! `system_reader_roles` (reads only).
+//!
+//! Container ACLs live on the routed container, in the other cluster; the sidecar mirrors them
+//! (`acl_shadow`) onto a local container of the same name, which clients never reach (the route
+//! sends its requests to the target), so the local Swift evaluates them itself:
+//! `check_container` asks it with a container-level request on that shadow when the
+//! account-level check refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,6 +82,51 @@ pub fn strip_owner_headers(headers: &mut http::HeaderMap) {
 /// default; raised limits stay well below this), so it can never exist.
 fn probe_container() -> String {
     format!("swiftfed-authz-probe-{}", "x".repeat(1100))
+}
+
+/// What a container-level check asks of the container's ACLs (Swift: `X-Container-Read` for
+/// the first two, `X-Container-Write` for the last; a referrer grants listings only with
+/// `.rlistings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContainerAccess {
+    /// `GET`/`HEAD` of the container itself.
+    List,
+    /// `GET`/`HEAD` of an object in it.
+    ReadObject,
+    /// `PUT`/`POST`/`DELETE` of an object in it.
+    WriteObject,
+}
+
+impl ContainerAccess {
+    /// The container-level access a request needs, or `None` when Swift grants no container ACL
+    /// user that request (container `PUT`/`POST`/`DELETE` are the owner's).
+    pub fn of(method: &Method, has_object: bool) -> Option<ContainerAccess> {
+        match (Access::of(method), has_object) {
+            (Access::Read, false) => Some(ContainerAccess::List),
+            (Access::Read, true) => Some(ContainerAccess::ReadObject),
+            (_, true) => Some(ContainerAccess::WriteObject),
+            _ => None,
+        }
+    }
+}
+
+/// An object name over Swift's 1 024-byte limit: it can never exist, and a `PUT` of it is
+/// refused (400) after authorization and before anything is written.
+fn probe_object() -> String {
+    format!("swiftfed-authz-probe-{}", "x".repeat(1100))
+}
+
+/// What a cached grant was for. A referrer-based grant depends on the `Referer` header, which
+/// is therefore part of a container-level key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Grant {
+    Account(String, Access),
+    Container {
+        account: String,
+        container: String,
+        access: ContainerAccess,
+        referer: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -153,7 +202,7 @@ pub enum Verdict {
 /// only, like any proxy that forwards it).
 pub struct LocalAuthorizer {
     ttl: Duration,
-    cache: Mutex<HashMap<(String, String, Access), Instant>>,
+    cache: Mutex<HashMap<(String, Grant), Instant>>,
 }
 
 const CACHE_MAX: usize = 10_000;
@@ -173,17 +222,6 @@ impl LocalAuthorizer {
         account: &str,
         access: Access,
     ) -> Verdict {
-        let token = client_token(client_headers);
-        let key = token
-            .as_ref()
-            .map(|t| (t.clone(), account.to_string(), access));
-        if let Some(key) = &key {
-            if let Ok(cache) = self.cache.lock() {
-                if cache.get(key).is_some_and(|until| *until > Instant::now()) {
-                    return Verdict::Allowed;
-                }
-            }
-        }
         let account_path = format!("/v1/{}", encode_segment(account));
         let mut headers = http::HeaderMap::new();
         let (method, path) = match access {
@@ -204,6 +242,96 @@ impl LocalAuthorizer {
                 (Method::POST, account_path)
             }
         };
+        let authorized = match access {
+            Access::Read | Access::Write => StatusCode::NOT_FOUND,
+            Access::Owner => StatusCode::BAD_REQUEST,
+        };
+        let grant = Grant::Account(account.to_string(), access);
+        self.probe(local, client_headers, grant, method, path, headers, |s| {
+            s == authorized
+        })
+        .await
+    }
+
+    /// Whether the container's ACLs, as mirrored on the local shadow container, grant the
+    /// client `access`. Swift authorizes these requests with the container's ACL before doing
+    /// anything else: `HEAD` of the container (listing rule, `.rlistings` included: 2xx),
+    /// `HEAD` of an object that cannot exist (read ACL: 404), `PUT` of an object whose name is
+    /// too long (write ACL: 400, nothing written). Without a shadow the ACL is empty: 401/403.
+    pub async fn check_container(
+        &self,
+        local: &Upstream,
+        client_headers: &http::HeaderMap,
+        account: &str,
+        container: &str,
+        access: ContainerAccess,
+    ) -> Verdict {
+        let container_path = format!(
+            "/v1/{}/{}",
+            encode_segment(account),
+            encode_segment(container)
+        );
+        let mut headers = http::HeaderMap::new();
+        if let Some(referer) = client_headers.get(http::header::REFERER) {
+            headers.insert(http::header::REFERER, referer.clone());
+        }
+        let (method, path, authorized): (_, _, fn(StatusCode) -> bool) = match access {
+            ContainerAccess::List => (Method::HEAD, container_path, |s| s.is_success()),
+            ContainerAccess::ReadObject => (
+                Method::HEAD,
+                format!("{container_path}/{}", probe_object()),
+                |s| s == StatusCode::NOT_FOUND,
+            ),
+            ContainerAccess::WriteObject => {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                (
+                    Method::PUT,
+                    format!("{container_path}/{}", probe_object()),
+                    |s| s == StatusCode::BAD_REQUEST,
+                )
+            }
+        };
+        let grant = Grant::Container {
+            account: account.to_string(),
+            container: container.to_string(),
+            access,
+            referer: client_headers
+                .get(http::header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        self.probe(
+            local,
+            client_headers,
+            grant,
+            method,
+            path,
+            headers,
+            authorized,
+        )
+        .await
+    }
+
+    /// Sends one probe with the client's credentials (cached grants are not asked again).
+    #[allow(clippy::too_many_arguments)]
+    async fn probe(
+        &self,
+        local: &Upstream,
+        client_headers: &http::HeaderMap,
+        grant: Grant,
+        method: Method,
+        path: String,
+        mut headers: http::HeaderMap,
+        authorized: impl Fn(StatusCode) -> bool,
+    ) -> Verdict {
+        let key = client_token(client_headers).map(|t| (t, grant));
+        if let Some(key) = &key {
+            if let Ok(cache) = self.cache.lock() {
+                if cache.get(key).is_some_and(|until| *until > Instant::now()) {
+                    return Verdict::Allowed;
+                }
+            }
+        }
         // X-Service-Token: keystoneauth with `service_roles` grants only with it.
         for name in [
             "x-auth-token",
@@ -229,12 +357,8 @@ impl LocalAuthorizer {
             Err(e) => return Verdict::Unavailable(format!("local authorization check: {e}")),
         };
         let status = response.status();
-        let authorized = match access {
-            Access::Read | Access::Write => status == StatusCode::NOT_FOUND,
-            Access::Owner => status == StatusCode::BAD_REQUEST,
-        };
         match status {
-            _ if authorized => {
+            _ if authorized(status) => {
                 if let Some(key) = key {
                     if let Ok(mut cache) = self.cache.lock() {
                         if cache.len() >= CACHE_MAX {
@@ -264,7 +388,7 @@ impl LocalAuthorizer {
                 }
             }
             other => Verdict::Unavailable(format!(
-                "local authorization check answered {other}, expected 404, 401 or 403"
+                "local authorization check answered {other}, expected a grant, 401 or 403"
             )),
         }
     }

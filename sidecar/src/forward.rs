@@ -266,8 +266,20 @@ async fn route_and_send(
     let credentials = cluster.tokens.as_ref();
     // With the sidecar's own credentials, nothing about the request is acted on (not even an
     // error naming routes) before the local cluster has authorized the client.
+    // Granted by a container ACL only: the target must not act on anything else on the
+    // client's behalf with the sidecar's owner-level token (see `acl_only_reaches_beyond`).
+    let mut acl_only = false;
     if credentials.is_some() {
-        authorize_locally(state, &client_headers, &path.account, &parts.method).await?;
+        let own = path.container.as_deref().map(|c| (c, path.has_object));
+        acl_only =
+            authorize_locally_in(state, &client_headers, &path.account, own, &parts.method).await?;
+        if acl_only && acl_only_reaches_beyond(&parts.method, query.as_deref(), &headers) {
+            return Err(Refusal::Forbidden(
+                "large object manifests and symlinks are not forwarded for a client allowed by \
+                 a container ACL only"
+                    .into(),
+            ));
+        }
     }
     if path.has_object && matches!(parts.method, Method::PUT | Method::POST) {
         dlo::mark_request(
@@ -369,6 +381,15 @@ async fn route_and_send(
         endpoint_host: true,
         expect_continue: upstream_expect,
     };
+    // Container ACLs as the target will have them, mirrored locally once it accepts them.
+    let shadow_update = credentials.and_then(|_| {
+        crate::acl_shadow::update(
+            &parts.method,
+            path,
+            &out.headers,
+            route.mode == RouteMode::Migrate,
+        )
+    });
     let mut response = send_timed(&cluster.upstream, &out, body, &record.counters).await?;
 
     // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
@@ -386,16 +407,49 @@ async fn route_and_send(
         }
     }
 
+    if let (Some(update), Some(container)) = (shadow_update, path.container.as_deref()) {
+        if let Some(status) = response_status(&response).filter(|s| s.is_success()) {
+            crate::acl_shadow::apply(
+                &state.local,
+                &client_headers,
+                &path.account,
+                container,
+                update,
+                status,
+            )
+            .await;
+        }
+    }
+
     if credentials.is_some() {
         if let ProxyResponse::Upstream { response, .. } = &mut response {
             // A symlink the target followed into another account: the client must be allowed
             // to read there, locally, before it sees a byte.
-            if let Some(account) =
-                followed_account(response.headers(), &active.routes, &route.cluster)
+            if let Some((account, container)) =
+                followed_object(response.headers(), &active.routes, &route.cluster)
             {
-                if account != path.account {
-                    authorize_locally(state, &client_headers, &account, &Method::GET).await?;
+                if account != path.account
+                    || (acl_only && Some(container.as_str()) != path.container.as_deref())
+                {
+                    let own = Some((container.as_str(), true));
+                    authorize_locally_in(state, &client_headers, &account, own, &Method::GET)
+                        .await?;
                 }
+            }
+            // A manifest's segments are read by the target with the sidecar's token: a client
+            // allowed by a container ACL only gets them only from its own container.
+            if acl_only
+                && reads_segments_elsewhere(
+                    response.headers(),
+                    query.as_deref(),
+                    path.container.as_deref(),
+                )
+            {
+                return Err(Refusal::Forbidden(
+                    "large objects are not read for a client allowed by a container ACL only, \
+                     unless their segments are in the same container"
+                        .into(),
+                ));
             }
             if auth::has_owner_headers(response.headers())
                 && !is_owner(state, &client_headers, &path.account).await
@@ -808,21 +862,56 @@ async fn is_owner(state: &State, client_headers: &HeaderMap, account: &str) -> b
     )
 }
 
-/// The client-side account of the object a target followed a symlink to (`Content-Location`).
-fn followed_account(
+/// The client-side account and container of the object a target followed a symlink to
+/// (`Content-Location`).
+fn followed_object(
     headers: &HeaderMap,
     routes: &crate::route_table::RouteTable,
     cluster: &str,
-) -> Option<String> {
+) -> Option<(String, String)> {
     let location = headers.get(header::CONTENT_LOCATION)?.to_str().ok()?;
     let path = SwiftPath::parse(location)?;
     let container = path.container.as_deref()?;
     Some(
         routes
             .client_names(cluster, &path.account, container)
-            .map(|(account, _)| account)
-            .unwrap_or(path.account),
+            .unwrap_or_else(|| (path.account.clone(), container.to_string())),
     )
+}
+
+/// Whether a write asks the target to reach other objects later with the sidecar's rights:
+/// a large object manifest or a symlink. Swift checks those with the client's own rights;
+/// the sidecar, for a client allowed by a container ACL only, cannot.
+fn acl_only_reaches_beyond(method: &Method, query: Option<&str>, headers: &HeaderMap) -> bool {
+    let manifest_put = *method == Method::PUT && slo::is_manifest(query, "put");
+    manifest_put
+        || [
+            "x-object-manifest",
+            "x-symlink-target",
+            "x-symlink-target-account",
+        ]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+}
+
+/// Whether an answer is a large object whose segments the target read (or will read) outside
+/// `own` container: any SLO (its segments are not listed in the answer), a DLO elsewhere.
+fn reads_segments_elsewhere(headers: &HeaderMap, query: Option<&str>, own: Option<&str>) -> bool {
+    if slo::is_manifest(query, "get") {
+        return false;
+    }
+    let slo = headers
+        .get("x-static-large-object")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let dlo_elsewhere = headers
+        .get("x-object-manifest")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let container = v.split('/').next().unwrap_or_default();
+            crate::swift_path::decode(container).as_deref() != own
+        });
+    slo || dlo_elsewhere
 }
 
 /// Every account the request touches must be authorized locally: its own (read or write by
@@ -833,11 +922,58 @@ async fn authorize_locally(
     account: &str,
     method: &Method,
 ) -> Result<(), Refusal> {
-    for (account, access) in auth::required_checks(method, client_headers, account) {
-        let verdict = state
+    authorize_locally_in(state, client_headers, account, None, method)
+        .await
+        .map(|_| ())
+}
+
+/// `authorize_locally`, where the request's own account may also be granted by the ACLs of
+/// `own` (its container, and whether it names an object), as mirrored locally (`acl_shadow`).
+/// Accounts named in headers are checked at account level only. `Ok(true)`: the request's own
+/// access was granted by the container's ACL only.
+async fn authorize_locally_in(
+    state: &State,
+    client_headers: &HeaderMap,
+    account: &str,
+    own: Option<(&str, bool)>,
+    method: &Method,
+) -> Result<bool, Refusal> {
+    let mut acl_only = false;
+    for (i, (account, access)) in auth::required_checks(method, client_headers, account)
+        .into_iter()
+        .enumerate()
+    {
+        let mut verdict = state
             .authorizer
             .check(&state.local, client_headers, &account, access)
             .await;
+        // The first check is the request's own (COPY: a read of its own object).
+        let container_access = own.and_then(|(container, has_object)| {
+            let method = if i == 0 && access == Access::Read {
+                &Method::GET
+            } else {
+                method
+            };
+            Some(container).zip(auth::ContainerAccess::of(method, has_object))
+        });
+        if let (0, Verdict::Denied { .. }, Some((container, wanted))) =
+            (i, &verdict, container_access)
+        {
+            match state
+                .authorizer
+                .check_container(&state.local, client_headers, &account, container, wanted)
+                .await
+            {
+                // Any doubt about the container keeps the account-level denial.
+                Verdict::Unavailable(reason) => {
+                    tracing::warn!(%reason, "container-level authorization check failed");
+                }
+                other => {
+                    acl_only = matches!(other, Verdict::Allowed);
+                    verdict = other;
+                }
+            }
+        }
         let result = match &verdict {
             Verdict::Allowed => "allowed",
             Verdict::Denied { .. } => "denied",
@@ -866,7 +1002,7 @@ async fn authorize_locally(
             Verdict::Unavailable(reason) => return Err(Refusal::Unavailable(reason)),
         }
     }
-    Ok(())
+    Ok(acl_only)
 }
 
 fn response_status(r: &ProxyResponse) -> Option<StatusCode> {

@@ -6,6 +6,7 @@
 //! one line per request in batches.
 
 pub mod access_log;
+pub mod acl_shadow;
 pub mod admin;
 pub mod auth;
 pub mod body;

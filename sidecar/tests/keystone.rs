@@ -940,6 +940,71 @@ fn keystoneauth_answers_the_local_checks_as_the_sidecar_reads_them() {
         [400, 403, 401, 403, 400, 403],
         "owner check for {labels:?}"
     );
+
+    // Container-level checks on an ACL shadow (sidecar/src/auth.rs `check_container`), with a
+    // `project_id:user_id` ACL for the other project's user: listing (2xx), object read (404),
+    // object write (400, the name refused after authorization).
+    let shadow = format!("{account_url}/{}", unique_name("shadow"));
+    let object = format!("{shadow}/swiftfed-authz-probe-{}", "x".repeat(1100));
+    let owner_token = clients[0].1.clone().expect("member token");
+    let acl = format!("{}:{}", other.project, other.id);
+    let r = req(
+        "PUT",
+        &shadow,
+        &owner_token,
+        &[("X-Container-Read", &acl)],
+        b"",
+    );
+    assert_eq!(r.status, 201);
+    let zero = [("Content-Length", "0")];
+    assert_eq!(
+        answers("HEAD", &shadow, &[]),
+        [204, 204, 401, 204, 204, 403],
+        "listing check, read ACL, for {labels:?}"
+    );
+    assert_eq!(
+        answers("HEAD", &object, &[]),
+        [404, 404, 401, 404, 404, 403],
+        "object read check, read ACL, for {labels:?}"
+    );
+    assert_eq!(
+        answers("PUT", &object, &zero),
+        [400, 403, 401, 403, 400, 403],
+        "object write check, read ACL, for {labels:?}"
+    );
+    let r = req(
+        "POST",
+        &shadow,
+        &owner_token,
+        &[("X-Container-Write", &acl)],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        answers("PUT", &object, &zero),
+        [400, 403, 401, 400, 400, 403],
+        "object write check, write ACL, for {labels:?}"
+    );
+    let r = req(
+        "POST",
+        &shadow,
+        &owner_token,
+        &[("X-Container-Read", ".r:*")],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        answers("HEAD", &object, &[]),
+        [404, 404, 404, 404, 404, 404],
+        "object read check, .r:*, for {labels:?}"
+    );
+    assert_eq!(
+        answers("HEAD", &shadow, &[]),
+        [204, 204, 401, 403, 204, 403],
+        "listing check, .r:* without .rlistings, for {labels:?}"
+    );
+    let r = req("DELETE", &shadow, &owner_token, &[], b"");
+    assert_eq!(r.status, 204, "the probes left the shadow empty");
 }
 
 /// python-swiftclient with Keystone v3 auth, sent to the sidecar by Keystone's catalog: upload,
@@ -1022,4 +1087,101 @@ fn python_swiftclient_with_keystone_v3_works_through_the_sidecar() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// keystoneauth `project_id:user_id` container ACLs set by the owner through the sidecar on a
+/// Credentials route: the ACL user of another project reads (and, with a write ACL, writes) on
+/// the target exactly as the local cluster allows it on the mirrored ACLs; others get the local
+/// 403 and the target is untouched.
+#[test]
+fn keystone_project_user_container_acls_decide_through_the_sidecar() {
+    let env = env();
+    let sidecar_user = env.user("member");
+    let owner = env.user("member");
+    let acl_user = env.user("member");
+    let stranger = env.user("member");
+    let target = account(&sidecar_user.project);
+    let acct = account(&owner.project);
+    let c = unique_name("kacl");
+    let sidecar = Sidecar::start(
+        env.a.proxy_port(),
+        Some(&table(
+            &[cluster(
+                "b",
+                &env.b.proxy_url(),
+                &password_auth(&env.keystone.url(), &sidecar_user),
+            )],
+            &[route(&acct, &c, "b", Some(&target))],
+        )),
+    );
+    let base = format!("{}/v1/{acct}/{c}", sidecar.url());
+    let local = format!("{}/v1/{acct}/{c}", env.a.proxy_url());
+    let (owner_token, user_token, stranger_token) = (
+        env.token(&owner),
+        env.token(&acl_user),
+        env.token(&stranger),
+    );
+    let acl = format!("{}:{}", acl_user.project, acl_user.id);
+    ok(
+        &req(
+            "PUT",
+            &base,
+            &owner_token,
+            &[("X-Container-Read", &acl)],
+            b"",
+        ),
+        "container PUT with a read ACL",
+    );
+    ok(
+        &req("PUT", &format!("{base}/o"), &owner_token, &[], b"kept"),
+        "object PUT",
+    );
+
+    let got = req("GET", &format!("{base}/o"), &user_token, &[], b"");
+    assert_eq!((got.status, got.body_text().as_str()), (200, "kept"));
+    let listing = req("GET", &base, &user_token, &[], b"");
+    assert_eq!((listing.status, listing.body_text().trim()), (200, "o"));
+    let refused = req("PUT", &format!("{local}/new"), &user_token, &[], b"x").status;
+    assert_eq!(refused, 403, "the read-ACL user's write, locally");
+    assert_eq!(
+        req("PUT", &format!("{base}/new"), &user_token, &[], b"x").status,
+        refused
+    );
+    assert_eq!(env.stored(&env.b, &format!("{target}/{c}/new")).status, 404);
+    for url in [format!("{base}/o"), base.clone()] {
+        assert_eq!(
+            req("GET", &url, &stranger_token, &[], b"").status,
+            403,
+            "{url}"
+        );
+    }
+
+    ok(
+        &req(
+            "POST",
+            &base,
+            &owner_token,
+            &[("X-Container-Write", &acl)],
+            b"",
+        ),
+        "write ACL POST",
+    );
+    ok(
+        &req("PUT", &format!("{base}/w"), &user_token, &[], b"by acl"),
+        "ACL user PUT",
+    );
+    let stored = env.stored(&env.b, &format!("{target}/{c}/w"));
+    assert_eq!(
+        (stored.status, stored.body_text().as_str()),
+        (200, "by acl")
+    );
+    assert_eq!(
+        req("PUT", &format!("{base}/s"), &stranger_token, &[], b"x").status,
+        403
+    );
+    assert_eq!(env.stored(&env.b, &format!("{target}/{c}/s")).status, 404);
+    // The shadow holds the ACLs and no object.
+    let shadow = env.stored(&env.a, &format!("{acct}/{c}"));
+    assert_eq!((shadow.status, shadow.body_text()), (204, String::new()));
+    assert_eq!(shadow.header("x-container-write"), Some(acl.as_str()));
 }

@@ -41,7 +41,17 @@ fn users(c: &SwiftCluster) -> Vec<Who> {
 }
 
 fn status(c: &SwiftCluster, method: &str, path: &str, who: &Who) -> u16 {
-    let mut headers = vec![];
+    status_with(c, method, path, who, &[])
+}
+
+fn status_with(
+    c: &SwiftCluster,
+    method: &str,
+    path: &str,
+    who: &Who,
+    extra: &[(&str, &str)],
+) -> u16 {
+    let mut headers = extra.to_vec();
     if let Some(t) = &who.token {
         headers.push(("X-Auth-Token", t.as_str()));
     }
@@ -71,10 +81,22 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 /// Checks one request for every user, tester last (the others must not see
 /// what tester's request may create), and that it left no file behind.
 fn check(c: &SwiftCluster, who: &[Who], method: &str, path: &str, want: Row) {
+    check_with(c, who, method, path, &[], want)
+}
+
+/// `check`, with extra request headers.
+fn check_with(
+    c: &SwiftCluster,
+    who: &[Who],
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    want: Row,
+) {
     let before = files(c.dir());
     let mut got = [0; 4];
     for i in [3, 2, 1, 0] {
-        got[i] = status(c, method, path, &who[i]);
+        got[i] = status_with(c, method, path, &who[i], extra);
     }
     let labels: Vec<_> = who.iter().map(|w| w.label).collect();
     assert_eq!(got, want, "{method} {path:.60} for {labels:?}");
@@ -227,4 +249,88 @@ fn tempauth_status_codes_and_traces() {
         (204, String::new()),
         "tombstone is not listed"
     );
+}
+
+/// The container-level probes of the sidecar (`check_container` in sidecar/src/auth.rs), run on
+/// the ACL shadow container: Swift authorizes each with the container's ACL before anything
+/// else, and none leaves a trace.
+#[test]
+fn tempauth_container_acl_probes() {
+    let c = SwiftCluster::start("facts-acl").unwrap();
+    let who = users(&c);
+    let owner = who[0].token.clone().unwrap();
+    // Over max_object_name_length (1024): cannot exist, and a PUT of it is refused.
+    let long = format!("swiftfed-authz-probe-{}", "x".repeat(1100));
+    let set = |headers: &[(&str, &str)]| {
+        let mut all = vec![("X-Auth-Token", owner.as_str())];
+        all.extend_from_slice(headers);
+        let r = http_request("POST", &c.storage_url("AUTH_test/shadow"), &all, b"").unwrap();
+        assert_eq!(r.status, 204, "set {headers:?}");
+    };
+    let list = "/v1/AUTH_test/shadow";
+    let read = format!("/v1/AUTH_test/shadow/{long}");
+    let write = format!("/v1/AUTH_test/shadow/{long}");
+    let zero = [("Content-Length", "0")];
+    let referer = [("Referer", "http://example.com/page")];
+
+    // No shadow: the ACL is empty; owners pass authorization and get 404.
+    let missing = format!("/v1/AUTH_test/noshadow/{long}");
+    check(
+        &c,
+        &who,
+        "HEAD",
+        "/v1/AUTH_test/noshadow",
+        [404, 403, 401, 403],
+    );
+    check(&c, &who, "HEAD", &missing, [404, 403, 401, 403]);
+    check_with(&c, &who, "PUT", &missing, &zero, [404, 403, 401, 403]);
+
+    let r = http_request(
+        "PUT",
+        &c.storage_url("AUTH_test/shadow"),
+        &[
+            ("X-Auth-Token", &owner),
+            ("X-Container-Read", "test:tester2"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 201);
+    // Read ACL: listing (2xx) and object reads (404); writes still refused.
+    check(&c, &who, "HEAD", list, [204, 204, 401, 403]);
+    check(&c, &who, "HEAD", &read, [404, 404, 401, 403]);
+    check_with(&c, &who, "PUT", &write, &zero, [400, 403, 401, 403]);
+
+    // Write ACL: the PUT is authorized, then refused for its name before any write.
+    set(&[("X-Container-Write", "test:tester2")]);
+    check_with(&c, &who, "PUT", &write, &zero, [400, 400, 401, 403]);
+    set(&[("X-Remove-Container-Write", "x")]);
+    check_with(&c, &who, "PUT", &write, &zero, [400, 403, 401, 403]);
+
+    // Referrer: objects with `.r:*`, listings only with `.rlistings` too.
+    set(&[("X-Container-Read", ".r:*")]);
+    check_with(&c, &who, "HEAD", &read, &referer, [404, 404, 404, 404]);
+    check_with(&c, &who, "HEAD", list, &referer, [204, 403, 401, 403]);
+    // `.r:*` matches a request without any Referer too: public objects.
+    check(&c, &who, "HEAD", &read, [404, 404, 404, 404]);
+    set(&[("X-Container-Read", ".r:*,.rlistings")]);
+    check_with(&c, &who, "HEAD", list, &referer, [204, 204, 204, 204]);
+    // `.r:.example.com`: hosts under example.com, not example.com itself.
+    set(&[("X-Container-Read", ".r:.example.com")]);
+    check_with(&c, &who, "HEAD", &read, &referer, [404, 403, 401, 403]);
+    let sub = [("Referer", "http://www.example.com/page")];
+    check_with(&c, &who, "HEAD", &read, &sub, [404, 404, 404, 404]);
+    check_with(
+        &c,
+        &who,
+        "HEAD",
+        &read,
+        &[("Referer", "http://other.org/")],
+        [404, 403, 401, 403],
+    );
+
+    // A removed ACL grants nothing.
+    set(&[("X-Remove-Container-Read", "x")]);
+    check(&c, &who, "HEAD", &read, [404, 403, 401, 403]);
+    check(&c, &who, "HEAD", list, [204, 403, 401, 403]);
 }
