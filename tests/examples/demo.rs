@@ -128,6 +128,13 @@ fn main() {
     if !ok {
         fail("containers did not land where the routes say");
     }
+
+    step("through the sidecar the account still lists both, merged in order");
+    let merged = run_swift(&via, &["list"]);
+    let names: Vec<&str> = merged.lines().collect();
+    if names != ["archive-2024", "photos"] {
+        fail(&format!("merged listing was {names:?}"));
+    }
     step("the sidecar's access log for the routed container");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     for line in log.lines().filter(|l| l.contains("archive-2024")) {
