@@ -25,10 +25,17 @@ pub fn compute(
     let mut findings = Findings::default();
     let mut counts = SidecarSync::default();
     for pod in &sync.pods {
-        // An empty selector means "every sidecar of the namespace": pods without one are not
-        // proxies then, so they cannot be missing one.
+        // An empty selector means "every proxy of the namespace": a pod is one when it runs the
+        // sidecar or asked for it by label (created while the webhook was unavailable, with
+        // failurePolicy Ignore). Namespace-label injection is not visible here: the operator
+        // does not read Namespaces.
         let selected = if selector.is_empty() {
             pod.has_sidecar
+                || pod
+                    .labels
+                    .get(crate::inject::INJECT_LABEL)
+                    .map(String::as_str)
+                    == Some("enabled")
         } else {
             pod.selected_by(selector)
         };
@@ -258,6 +265,41 @@ mod tests {
             has_sidecar,
             admin: has_sidecar.then(|| "127.0.0.1:1".to_string()),
         }
+    }
+
+    #[test]
+    fn without_a_selector_pods_that_asked_for_injection_count_as_missing() {
+        let mut fed = federation("f", 1);
+        fed.spec.proxy_selector.match_labels.clear();
+        let rendered = render::render("ns", std::slice::from_ref(&fed), &render::SecretData::new());
+        let mut asked = pod("asked", false);
+        asked.labels.insert(
+            crate::inject::INJECT_LABEL.to_string(),
+            "enabled".to_string(),
+        );
+        let mut opted_out = pod("opted-out", false);
+        opted_out.labels.insert(
+            crate::inject::INJECT_LABEL.to_string(),
+            "disabled".to_string(),
+        );
+        let sync = NamespaceSync {
+            revision: 1,
+            rendered,
+            pods: vec![pod("injected", true), asked, opted_out, pod("other", false)],
+            pushes: HashMap::from([("ns/injected".to_string(), Outcome::Ack(1))]),
+            push_duration: std::time::Duration::ZERO,
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let (status, findings) = compute(&fed, &sync, now);
+        assert_eq!(
+            (
+                status.sidecars.selected,
+                status.sidecars.in_sync,
+                status.sidecars.missing
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(findings.missing, vec!["ns/asked".to_string()]);
     }
 
     #[test]
