@@ -18,15 +18,6 @@ fn anonymous(method: &str, url: &str, headers: &[(&str, &str)]) -> HttpResponse 
     http_request(method, url, headers, b"").unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// Polls `attempt` until it answers `want` (the authorization cache lapsing), within 15 s.
 fn eventually(what: &str, want: u16, attempt: impl Fn() -> HttpResponse) {
     let deadline = Instant::now() + Duration::from_secs(15);

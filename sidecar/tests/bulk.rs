@@ -6,16 +6,7 @@
 mod support;
 
 use support::*;
-use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
-
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
+use swiftfed_tests::{shared_pair, unique_name};
 
 #[test]
 fn bulk_deletes_across_clusters_answer_like_one_cluster() {

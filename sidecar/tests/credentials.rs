@@ -25,15 +25,6 @@ const AUTHZ_CHECKS: &str = "swiftfed_sidecar_authz_checks_total";
 /// One sample per request the sidecar sent to a cluster: proves whether anything reached `b`.
 const UPSTREAM_SENDS: &str = "swiftfed_sidecar_upstream_latency_seconds_count";
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// A route sending the containers of `account` whose name starts with `prefix` to cluster `b`.
 fn prefix_route(account: &str, prefix: &str) -> String {
     format!("- {{match: {{account: {account}, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}")

@@ -6,15 +6,6 @@ mod support;
 use support::*;
 use swiftfed_tests::{scratch_dir, shared_pair, swift_cli, unique_name, HttpResponse};
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// Object names of a container, read directly from a cluster (JSON listing).
 fn names(url: &str, token: &str, container: &str) -> Vec<String> {
     let r = req(

@@ -8,15 +8,6 @@ mod support;
 use support::*;
 use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// What a client sees of a large object that must not depend on where its parts live.
 fn view(r: &HttpResponse) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = r

@@ -8,16 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use support::*;
-use swiftfed_tests::{scratch_dir, shared_pair, swift_cli, unique_name, HttpResponse};
-
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
+use swiftfed_tests::{scratch_dir, shared_pair, swift_cli, unique_name};
 
 #[test]
 fn routed_container_lives_on_the_target_and_others_stay_local() {

@@ -10,19 +10,10 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 
 use support::*;
-use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
+use swiftfed_tests::{shared_pair, unique_name};
 
 /// One test at a time: each stops a cluster's proxy and one watches the shared tmpfs.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
 
 /// Bytes in use on the file system holding a cluster's devices (tmpfs): Swift writes objects
 /// to anonymous temp files (`O_TMPFILE`), so a PUT in progress shows only here.

@@ -122,15 +122,6 @@ fn account(project: &str) -> String {
     format!("AUTH_{project}")
 }
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// One cluster of a routing table (YAML list item) at `endpoint` with `auth` (flow mapping).
 fn cluster(name: &str, endpoint: &str, auth: &str) -> String {
     format!(

@@ -4,22 +4,13 @@
 mod support;
 
 use support::*;
-use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
+use swiftfed_tests::{shared_pair, unique_name};
 
 /// Swift's defaults: `max_meta_count` 90, `max_meta_overall_size` 4096 bytes (names + values),
 /// and `MAX_HEADER_COUNT` = 90 + 36 headers per request; eventlet reads header lines of up to
 /// 8 KiB.
 const META_COUNT: usize = 90;
 const SWIFT_MAX_HEADERS: usize = META_COUNT + 36;
-
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
 
 fn meta(i: usize) -> (String, String) {
     // 90 × (4 + 40) bytes = 3960, within the 4096-byte overall limit.

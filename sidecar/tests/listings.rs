@@ -10,15 +10,6 @@ mod support;
 use support::*;
 use swiftfed_tests::{shared_pair, swift_cli, unique_name, HttpResponse};
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 fn make(url: &str, token: &str, containers: &[&str]) {
     for c in containers {
         ok(&req("PUT", &format!("{url}/{c}"), token, &[], b""), c);

@@ -7,16 +7,7 @@
 mod support;
 
 use support::*;
-use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
-
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
+use swiftfed_tests::{shared_pair, unique_name};
 
 fn put(url: &str, token: &str, path: &str, ctype: &str, body: &[u8]) {
     ok(

@@ -10,16 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use support::*;
-use swiftfed_tests::{scratch_dir, shared_pair, unique_name, HttpResponse};
-
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
+use swiftfed_tests::{scratch_dir, shared_pair, unique_name};
 
 /// Runs rclone with a `fed:` remote (tempauth through the sidecar) and no user config.
 fn rclone(sidecar: &Sidecar, config: &Path, args: &[&str]) -> String {

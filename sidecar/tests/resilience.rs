@@ -27,15 +27,6 @@ const ACTIVE_STREAMS: &str = "swiftfed_sidecar_active_streams";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// Polls `probe` every 20 ms until it yields a value; panics with `what` after `budget`.
 fn poll_until<T>(what: &str, budget: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + budget;

@@ -8,15 +8,6 @@ mod support;
 use support::*;
 use swiftfed_tests::{shared_pair, unique_name, HttpResponse};
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// What a client sees of a link or its target that must not depend on where they live. The
 /// `Content-Location` is compared by its last segment (the object), which both name alike.
 fn view(r: &HttpResponse) -> Vec<(String, String)> {

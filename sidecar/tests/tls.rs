@@ -24,15 +24,6 @@ use swiftfed_tests::{http_request, scratch_dir, shared_pair, unique_name, HttpRe
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn ok(r: &HttpResponse, what: &str) {
-    assert!(
-        r.status / 100 == 2,
-        "{what}: {} {}",
-        r.status,
-        r.body_text()
-    );
-}
-
 /// Polls `probe` every 20 ms until it yields a value; panics with `what` after `budget`.
 fn poll_until<T>(what: &str, budget: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + budget;

@@ -381,3 +381,13 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Asserts a 2xx answer, naming what was attempted and showing Swift's body otherwise.
+pub fn ok(r: &HttpResponse, what: &str) {
+    assert!(
+        r.status / 100 == 2,
+        "{what}: {} {}",
+        r.status,
+        r.body_text()
+    );
+}
