@@ -1,4 +1,4 @@
-//! swiftfed forwarder sidecar. Modules follow the request: `server` accepts, `forward` drives
+//! swiftfed forwarder sidecar. Modules follow the request: `server` accepts, `forward` (a module per concern inside) drives
 //! `swift_path` → `route_table` → `rename` → `auth` (Keystone v3 tokens: `keystone`) → `upstream`,
 //! with streaming `body` types;
 //! `state` holds the table in force, fed by `config_source` (file) and `admin` (push). `tls`

@@ -1,0 +1,368 @@
+//! A request for a routed account or container: renamed, authorized (with the sidecar's own
+//! credentials, locally first), sent to the route's cluster, and its answer renamed back.
+//! `Migrate` routes also read and delete in the local cluster.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use swiftfed_crds::routing::RouteMode;
+
+use super::authorize::{
+    acl_only_reaches_beyond, authorize_locally_in, followed_object, is_owner,
+    reads_segments_elsewhere,
+};
+use super::large_objects::{large_object, link_elsewhere};
+use super::{response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req};
+use crate::auth::{self, Access};
+use crate::body::{self, BodySlot};
+use crate::dlo;
+use crate::listing;
+use crate::rename::{self, Placement};
+use crate::route_table::{Route, RouteTable};
+use crate::slo;
+use crate::upstream::Outgoing;
+
+pub(super) async fn send_routed(
+    req: &Req<'_>,
+    route: &Route,
+    mut headers: HeaderMap,
+    expect_continue: bool,
+    record: &mut Record,
+) -> Result<ProxyResponse, Refusal> {
+    let Req {
+        state,
+        active,
+        method,
+        path,
+        raw_path,
+        query,
+        body,
+    } = *req;
+    record.counters = route.counters(&state.metrics).clone();
+    let cluster = active.clusters.get(&route.cluster).ok_or_else(|| {
+        Refusal::Unavailable(format!("route names unknown cluster {:?}", route.cluster))
+    })?;
+    let target = route.target(&path.account, path.routing_container());
+    let new_account = (target.account != path.account).then_some(target.account.as_str());
+    let new_container = target
+        .container
+        .as_deref()
+        .filter(|c| Some(*c) != path.routing_container());
+    let target_path = path.rewrite(new_account, new_container);
+    let dest = Placement {
+        cluster: Some(&route.cluster),
+        account: &target.account,
+    };
+    let client_headers = headers.clone();
+    let credentials = cluster.tokens.as_ref();
+    // With the sidecar's own credentials, nothing about the request is acted on (not even an
+    // error naming routes) before the local cluster has authorized the client.
+    // Granted by a container ACL only: the target must not act on anything else on the
+    // client's behalf with the sidecar's owner-level token (see `acl_only_reaches_beyond`).
+    let mut acl_only = false;
+    if credentials.is_some() {
+        let own = path.container.as_deref().map(|c| (c, path.has_object));
+        acl_only = authorize_locally_in(state, &client_headers, &path.account, own, method).await?;
+        if acl_only && acl_only_reaches_beyond(method, query, &headers) {
+            return Err(Refusal::Forbidden(
+                "large object manifests and symlinks are not forwarded for a client allowed by \
+                 a container ACL only"
+                    .into(),
+            ));
+        }
+    }
+    if path.has_object && matches!(*method, Method::PUT | Method::POST) {
+        dlo::mark_request(
+            &mut headers,
+            &active.routes,
+            &path.account,
+            Some(&route.cluster),
+        );
+        let here = Some(route.cluster.as_str());
+        if let Some(refusal) =
+            link_elsewhere(state, active, method, path, here, &mut headers).await?
+        {
+            return Ok(ProxyResponse::Local(refusal));
+        }
+    }
+    rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
+        .map_err(Refusal::BadRequest)?;
+    // An SLO manifest into a renaming route: its segment paths are renamed too (`slo`).
+    let manifest_body;
+    let body = if *method == Method::PUT
+        && path.has_object
+        && slo::is_manifest(query, "put")
+        && slo::renames(&active.routes, &path.account)
+    {
+        manifest_body =
+            renamed_manifest(body, &active.routes, &path.account, &dest, &mut headers).await?;
+        &manifest_body
+    } else {
+        body
+    };
+
+    let mut sidecar_token = None;
+    let mut upstream_expect = expect_continue;
+    if let Some(tokens) = credentials {
+        if path.container.is_none() && Access::of(method) == Access::Write {
+            return Err(Refusal::Forbidden(format!(
+                "account-level {} on a federated account is not forwarded with Credentials auth",
+                *method
+            )));
+        }
+        if auth::has_owner_headers(&headers)
+            && !is_owner(state, &client_headers, &path.account).await
+        {
+            // Swift ignores these from non-owners; so must the owner-level sidecar token.
+            auth::strip_owner_headers(&mut headers);
+        }
+        auth::strip_client_auth(&mut headers);
+        let token = tokens
+            .token()
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        headers.insert("x-auth-token", token.clone());
+        sidecar_token = Some(token);
+        // Hold the body until the target accepts the token, so a refused token can be renewed
+        // and the request retried with the body intact.
+        if !body.is_end_stream() && !upstream_expect {
+            headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+            upstream_expect = true;
+        }
+    }
+
+    if route.mode == RouteMode::Migrate
+        && !path.has_object
+        && matches!(*method, Method::GET | Method::HEAD)
+        && path.container.as_deref() == path.routing_container()
+    {
+        if let (Some(container), Some(target_container)) = (&path.container, &target.container) {
+            let ctx = listing::Ctx {
+                state,
+                active,
+                client_headers: &client_headers,
+                account: &path.account,
+            };
+            let there = listing::TargetContainer {
+                cluster: &route.cluster,
+                account: &target.account,
+                container: target_container,
+            };
+            let merged = listing::migrating_container(&ctx, method, container, &there, query);
+            if let Some(r) = merged
+                .await
+                .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?
+            {
+                return Ok(ProxyResponse::Local(r));
+            }
+        }
+    }
+
+    let out = Outgoing {
+        method: method.clone(),
+        path_and_query: req.with_query(target_path),
+        headers,
+        endpoint_host: true,
+        expect_continue: upstream_expect,
+    };
+    // Container ACLs as the target will have them, mirrored locally once it accepts them.
+    let shadow_update = credentials.and_then(|_| {
+        crate::acl_shadow::update(method, path, &out.headers, route.mode == RouteMode::Migrate)
+    });
+    let mut response = send_timed(&cluster.upstream, &out, body, &record.counters).await?;
+
+    // A refused sidecar token (expired early, or the target restarted): fetch a new one and try
+    // again, only when nothing of the body was sent.
+    if let (Some(token), Some(tokens)) = (&sidecar_token, credentials) {
+        if response_status(&response) == Some(StatusCode::UNAUTHORIZED) && !body.touched() {
+            tokens.invalidate(token);
+            let fresh = tokens
+                .token()
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            let mut out = out;
+            out.headers.insert("x-auth-token", fresh);
+            response = send_timed(&cluster.upstream, &out, body, &record.counters).await?;
+        }
+    }
+
+    if let (Some(update), Some(container)) = (shadow_update, path.container.as_deref()) {
+        if let Some(status) = response_status(&response).filter(|s| s.is_success()) {
+            crate::acl_shadow::apply(
+                &state.local,
+                &client_headers,
+                &path.account,
+                container,
+                update,
+                status,
+            )
+            .await;
+        }
+    }
+
+    if credentials.is_some() {
+        if let ProxyResponse::Upstream { response, .. } = &mut response {
+            // A symlink the target followed into another account: the client must be allowed
+            // to read there, locally, before it sees a byte.
+            if let Some((account, container)) =
+                followed_object(response.headers(), &active.routes, &route.cluster)
+            {
+                if account != path.account
+                    || (acl_only && Some(container.as_str()) != path.container.as_deref())
+                {
+                    let own = Some((container.as_str(), true));
+                    authorize_locally_in(state, &client_headers, &account, own, &Method::GET)
+                        .await?;
+                }
+            }
+            // A manifest's segments are read by the target with the sidecar's token: a client
+            // allowed by a container ACL only gets them only from its own container.
+            if acl_only
+                && reads_segments_elsewhere(response.headers(), query, path.container.as_deref())
+            {
+                return Err(Refusal::Forbidden(
+                    "large objects are not read for a client allowed by a container ACL only, \
+                     unless their segments are in the same container"
+                        .into(),
+                ));
+            }
+            if auth::has_owner_headers(response.headers())
+                && !is_owner(state, &client_headers, &path.account).await
+            {
+                auth::strip_owner_headers(response.headers_mut());
+            }
+        }
+    }
+
+    // Migrate: an object is deleted from both clusters; found in either, it is gone.
+    if route.mode == RouteMode::Migrate && path.has_object && *method == Method::DELETE {
+        let out = Outgoing {
+            method: Method::DELETE,
+            path_and_query: req.with_query(raw_path.to_string()),
+            headers: client_headers.clone(),
+            endpoint_host: false,
+            expect_continue: false,
+        };
+        let local_counters = state.metrics.route_counters(&route.label, "local");
+        let local = send_timed(&state.local, &out, body, &local_counters).await?;
+        let target_status = response_status(&response);
+        let local_status = response_status(&local);
+        if target_status == Some(StatusCode::NOT_FOUND)
+            && local_status.is_some_and(|s| s.is_success())
+        {
+            record.counters = local_counters;
+            return Ok(local);
+        }
+    }
+
+    // Migrate: objects not yet on the target are still read from the local cluster.
+    if route.mode == RouteMode::Migrate
+        && path.has_object
+        && matches!(*method, Method::GET | Method::HEAD)
+        && response_status(&response) == Some(StatusCode::NOT_FOUND)
+    {
+        let out = Outgoing {
+            method: method.clone(),
+            path_and_query: req.with_query(raw_path.to_string()),
+            headers: client_headers,
+            endpoint_host: false,
+            expect_continue: false,
+        };
+        record.counters = state.metrics.route_counters(&route.label, "local");
+        return send_timed(&state.local, &out, body, &record.counters).await;
+    }
+
+    if let ProxyResponse::Upstream { response, .. } = &mut response {
+        rename::rewrite_response(
+            response.headers_mut(),
+            &active.routes,
+            &route.cluster,
+            &target.account,
+            &path.account,
+        );
+    }
+    if *method == Method::GET
+        && path.has_object
+        && slo::is_manifest(query, "get")
+        && slo::renames(&active.routes, &path.account)
+    {
+        response =
+            manifest_names_back(response, &active.routes, &route.cluster, &target.account).await?;
+    }
+    large_object(
+        state,
+        active,
+        method,
+        path,
+        query,
+        &client_headers,
+        response,
+    )
+    .await
+}
+
+/// The client's SLO manifest, read whole (Swift bounds its size) and renamed for the target.
+async fn renamed_manifest(
+    body: &BodySlot,
+    routes: &RouteTable,
+    account: &str,
+    dest: &Placement<'_>,
+    headers: &mut HeaderMap,
+) -> Result<BodySlot, Refusal> {
+    let bytes = body::read_slot(body, slo::MAX_MANIFEST)
+        .await
+        .map_err(Refusal::BadRequest)?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "manifest too large",
+            ))
+        })?;
+    let bytes = slo::rename_put(&bytes, routes, account, dest)
+        .map_err(Refusal::BadRequest)?
+        .unwrap_or(bytes);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.remove(header::EXPECT);
+    Ok(BodySlot::from_bytes(bytes.into()))
+}
+
+/// A `?multipart-manifest=get` answer with the client's names (and the ETag of what the
+/// client then reads, as one cluster holding those names would send).
+async fn manifest_names_back(
+    response: ProxyResponse,
+    routes: &RouteTable,
+    cluster: &str,
+    target_account: &str,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { response, idle } = response else {
+        return Ok(response);
+    };
+    if response.status() != StatusCode::OK {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let (mut parts, incoming) = response.into_parts();
+    let bytes = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "manifest too large"))
+        })?;
+    let bytes = slo::rename_get(&bytes, routes, cluster, target_account).unwrap_or(bytes);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if parts.headers.contains_key(header::ETAG) {
+        use md5::Digest;
+        let digest: String = md5::Md5::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&digest) {
+            parts.headers.insert(header::ETAG, v);
+        }
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(ProxyResponse::Local(Response::from_parts(
+        parts,
+        body::full(bytes),
+    )))
+}
