@@ -780,6 +780,9 @@ async fn fetch_page(
         };
         if params.admits(&client) {
             record.set_name(client.clone());
+            if let Some(cluster) = source.cluster {
+                crate::symlink::listing_path_back(&mut record, &active.routes, cluster);
+            }
             source.buffer.push_back((client, record));
         }
     }

@@ -15,6 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::body::{BodySlot, ProxyBody};
 use crate::copy::{self, CopyError, End};
+use crate::pyformat::{dumps, Object};
 use crate::route_table::RouteTable;
 use crate::state::{Active, State};
 use crate::swift_path::decode;
@@ -257,4 +258,48 @@ pub async fn follow(
     ));
     *r.status_mut() = StatusCode::CONFLICT;
     Ok(Followed::Local(r))
+}
+
+/// A JSON container listing's `symlink_path` (`/v1/<account>/<container>/<object>`, quoted, as
+/// Swift writes it for links inside its cluster) named as the client names it, for a record listed by
+/// `cluster`. `false` when the record needed no change.
+pub fn listing_path_back(record: &mut Object, routes: &RouteTable, cluster: &str) -> bool {
+    let Some(path) = record.get("symlink_path").and_then(|v| v.as_str()) else {
+        return false;
+    };
+    let mut parts = path.splitn(5, '/');
+    let (Some(""), Some(version), Some(account), Some(container), Some(object)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    // Swift quotes the path's names; routes name them unquoted.
+    let (Some(account), Some(container)) = (decode(account), decode(container)) else {
+        return false;
+    };
+    let Some((account, container)) = routes.client_names(cluster, &account, &container) else {
+        return false;
+    };
+    let renamed = format!(
+        "/{version}/{}/{}/{object}",
+        utf8_percent_encode(&account, PATH),
+        utf8_percent_encode(&container, PATH)
+    );
+    record.set("symlink_path", renamed);
+    true
+}
+
+/// A JSON container listing from `cluster` with link paths named as the client names them;
+/// `None` when nothing needs changing (or the body is not a JSON listing).
+pub fn listing_paths_back(body: &[u8], routes: &RouteTable, cluster: &str) -> Option<Vec<u8>> {
+    let mut records = serde_json::from_slice::<Vec<Object>>(body).ok()?;
+    let mut changed = false;
+    for record in &mut records {
+        changed |= listing_path_back(record, routes, cluster);
+    }
+    changed.then(|| dumps(&records))
 }

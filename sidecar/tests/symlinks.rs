@@ -184,3 +184,104 @@ fn links_across_clusters_behave_like_links_inside_one() {
     assert_eq!(stored.status, 200);
     assert_eq!(stored.header("x-symlink-target"), None);
 }
+
+/// `symlink_path` in JSON container listings: Swift writes the target's path with the names of
+/// the cluster holding the link, so the sidecar must name it as the client does, as one cluster
+/// would (plain forwarding and `Migrate`'s merged listing alike).
+#[test]
+fn listings_name_link_targets_as_the_client_does() {
+    let [a, b] = shared_pair();
+    let (p, r) = (unique_name("lp"), unique_name("lr"));
+    // AUTH_test2's `{p}-*` containers live in b's AUTH_test as `{r}-*`; `{p}-mig` migrates.
+    let routes = [
+        format!(
+            "- {{match: {{account: AUTH_test2, container: {{exact: \"{p}-mig\"}}}}, target: {{cluster: b, account: AUTH_test, container: \"{r}-mig\"}}, mode: Migrate}}"
+        ),
+        format!(
+            "- {{match: {{account: AUTH_test2, container: {{prefix: \"{p}-\"}}}}, target: {{cluster: b, account: AUTH_test, container: \"{r}-\"}}}}"
+        ),
+    ];
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));
+    let (url, token) = auth_via(&sidecar, ("test2:tester", "testing"));
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    // The same links inside one cluster, unrouted (`{p}x-*` stays local): the reference.
+    for prefix in [format!("{p}-"), format!("{p}x-")] {
+        for c in ["one", "tw%20o", "mig"] {
+            ok(
+                &req("PUT", &format!("{url}/{prefix}{c}"), &token, &[], b""),
+                c,
+            );
+        }
+        ok(
+            &req(
+                "PUT",
+                &format!("{url}/{prefix}tw%20o/t%20%C3%BC"),
+                &token,
+                &[],
+                b"target",
+            ),
+            "target",
+        );
+        for c in ["one", "mig"] {
+            let target = format!("{prefix}tw%20o/t%20%C3%BC");
+            let link = req(
+                "PUT",
+                &format!("{url}/{prefix}{c}/l"),
+                &token,
+                &[("X-Symlink-Target", &target)],
+                b"",
+            );
+            ok(&link, "link");
+        }
+    }
+    // The links are Swift's own, inside b, under b's names.
+    let on_b = req(
+        "HEAD",
+        &format!("{url_b}/{r}-one/l?symlink=get"),
+        &token_b,
+        &[],
+        b"",
+    );
+    assert_eq!(
+        on_b.header("x-symlink-target"),
+        Some(format!("{r}-tw%20o/t%20%C3%BC").as_str())
+    );
+
+    let symlink_paths = |container: &str| -> Vec<(String, String)> {
+        let listing = req(
+            "GET",
+            &format!("{url}/{container}?format=json"),
+            &token,
+            &[],
+            b"",
+        );
+        ok(&listing, container);
+        let records: serde_json::Value =
+            serde_json::from_slice(&listing.body).expect("JSON listing");
+        records
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|o| {
+                Some((
+                    o["name"].as_str()?.to_string(),
+                    o.get("symlink_path")?.as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    for c in ["one", "mig"] {
+        let reference = symlink_paths(&format!("{p}x-{c}"));
+        assert_eq!(
+            reference.len(),
+            1,
+            "Swift lists the link with its path: {reference:?}"
+        );
+        let expected: Vec<(String, String)> = reference
+            .iter()
+            .map(|(n, path)| (n.clone(), path.replace(&format!("{p}x-"), &format!("{p}-"))))
+            .collect();
+        assert_eq!(symlink_paths(&format!("{p}-{c}")), expected, "{c}");
+    }
+}

@@ -19,6 +19,7 @@ use crate::listing;
 use crate::rename::{self, Placement};
 use crate::route_table::{Route, RouteTable};
 use crate::slo;
+use crate::symlink;
 use crate::upstream::Outgoing;
 
 pub(super) async fn send_routed(
@@ -285,8 +286,17 @@ pub(super) async fn send_routed(
         && slo::is_manifest(query, "get")
         && slo::renames(&active.routes, &path.account)
     {
-        response =
-            manifest_names_back(response, &active.routes, &route.cluster, &target.account).await?;
+        let rename = |b: &[u8]| slo::rename_get(b, &active.routes, &route.cluster, &target.account);
+        response = json_names_back(response, rename).await?;
+    }
+    // Links inside the target are listed with the target's names (`symlink_path`).
+    if *method == Method::GET
+        && !path.has_object
+        && path.container.is_some()
+        && slo::renames(&active.routes, &path.account)
+    {
+        let rename = |b: &[u8]| symlink::listing_paths_back(b, &active.routes, &route.cluster);
+        response = json_names_back(response, rename).await?;
     }
     large_object(
         state,
@@ -325,28 +335,30 @@ async fn renamed_manifest(
     Ok(BodySlot::from_bytes(bytes.into()))
 }
 
-/// A `?multipart-manifest=get` answer with the client's names (and the ETag of what the
-/// client then reads, as one cluster holding those names would send).
-async fn manifest_names_back(
+/// A JSON answer (`?multipart-manifest=get`, a container listing) with the client's names, as
+/// `rename` gives them (`None`: unchanged), and the ETag of what the client then reads, as one
+/// cluster holding those names would send.
+async fn json_names_back(
     response: ProxyResponse,
-    routes: &RouteTable,
-    cluster: &str,
-    target_account: &str,
+    rename: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
 ) -> Result<ProxyResponse, Refusal> {
     let ProxyResponse::Upstream { response, idle } = response else {
         return Ok(response);
     };
-    if response.status() != StatusCode::OK {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() != StatusCode::OK || !json {
         return Ok(ProxyResponse::Upstream { response, idle });
     }
     let (mut parts, incoming) = response.into_parts();
     let bytes = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
         .await
         .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
-        .ok_or_else(|| {
-            Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "manifest too large"))
-        })?;
-    let bytes = slo::rename_get(&bytes, routes, cluster, target_account).unwrap_or(bytes);
+        .ok_or_else(|| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "answer too large")))?;
+    let bytes = rename(&bytes).unwrap_or(bytes);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
