@@ -2,7 +2,8 @@
 //! `PUT` + `X-Copy-From[-Account]` whose source and destination live in different clusters.
 //! The sidecar does what Swift's copy middleware does, across the two: GET the source, stream its
 //! body into a PUT at the destination (never buffered), with the same header rules, and answer
-//! with the PUT's answer plus the `X-Copied-From*` headers. Same-cluster copies never get here.
+//! with the PUT's answer plus the `X-Copied-From*` headers. Same-cluster copies get here only when
+//! their source is one of the sidecar's stand-ins (`source_stands_in`); Swift does the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,8 +76,8 @@ pub struct Plan {
     pub dest: End,
 }
 
-/// The two ends of a copy request, when they resolve to different clusters; `None` for every
-/// other request (including malformed copy headers, which Swift answers itself).
+/// The two ends of a copy request and where they live; `None` for every other request
+/// (including malformed copy headers, which Swift answers itself).
 pub fn plan(
     routes: &RouteTable,
     method: &Method,
@@ -126,7 +127,53 @@ pub fn plan(
     } else {
         return None;
     };
-    (source.cluster != dest.cluster).then_some(Plan { source, dest })
+    Some(Plan { source, dest })
+}
+
+impl Plan {
+    pub fn crosses_clusters(&self) -> bool {
+        self.source.cluster != self.dest.cluster
+    }
+}
+
+/// Whether a copy inside one cluster reads one of the sidecar's stand-ins (a link to, or a DLO
+/// with segments in, another cluster) that Swift would copy as it is rather than as what it
+/// stands for. Costs a `HEAD` of the source, only when the table has routes (stand-ins exist
+/// only then). Any doubt (an error, a refusal) leaves the copy to Swift.
+pub async fn source_stands_in(
+    state: &State,
+    active: &Active,
+    plan: &Plan,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> bool {
+    if active.routes.is_empty() {
+        return false;
+    }
+    let params = query_params(query);
+    let asks = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
+    let Ok(source_hop) = hop(state, active, &plan.source) else {
+        return false;
+    };
+    let mut head_headers = source_headers(headers);
+    if authenticate(&source_hop, &mut head_headers).await.is_err() {
+        return false;
+    }
+    let out = Outgoing {
+        method: Method::HEAD,
+        path_and_query: source_hop.path.clone(),
+        headers: head_headers,
+        endpoint_host: source_hop.remote,
+        expect_continue: false,
+    };
+    let Ok((head, _)) = source_hop.upstream.send(&out, &BodySlot::new(None)).await else {
+        return false;
+    };
+    if !head.status().is_success() {
+        return false;
+    }
+    (symlink::is_link(head.headers()) && !asks("symlink", "get"))
+        || (dlo::marker(head.headers()).is_some() && !asks("multipart-manifest", "get"))
 }
 
 /// `container/object` (leading `/` optional, object may hold `/`), as Swift's `split_path(2, 2,
@@ -287,6 +334,24 @@ fn is_meta(name: &str) -> bool {
         || name == "x-delete-at"
 }
 
+/// The client's headers as the copy middleware reads the source with them.
+fn source_headers(client: &HeaderMap) -> HeaderMap {
+    let mut headers = client.clone();
+    for h in COPY_HEADERS.iter().chain(
+        [
+            "content-length",
+            "content-type",
+            "x-fresh-metadata",
+            "expect",
+        ]
+        .iter(),
+    ) {
+        headers.remove(*h);
+    }
+    headers.insert("x-newest", HeaderValue::from_static("true"));
+    headers
+}
+
 /// Runs a cross-cluster copy. `headers` are the client's (hop-by-hop already removed).
 pub async fn run(
     state: &Arc<State>,
@@ -318,19 +383,7 @@ pub async fn run(
 
     // 1. The source, read as the copy middleware reads it.
     let source_hop = hop(state, active, &plan.source)?;
-    let mut source_headers = headers.clone();
-    for h in COPY_HEADERS.iter().chain(
-        [
-            "content-length",
-            "content-type",
-            "x-fresh-metadata",
-            "expect",
-        ]
-        .iter(),
-    ) {
-        source_headers.remove(*h);
-    }
-    source_headers.insert("x-newest", HeaderValue::from_static("true"));
+    let mut source_headers = source_headers(headers);
     authenticate(&source_hop, &mut source_headers).await?;
     let mut source_params = params.clone();
     if manifest_get {

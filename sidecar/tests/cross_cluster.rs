@@ -453,3 +453,102 @@ fn cross_cluster_copies_stream() {
     let want = req("HEAD", &format!("{url_a}/{local}/big"), &token_a, &[], b"");
     assert_eq!(head.header("etag"), want.header("etag"), "same bytes on b");
 }
+
+/// A copy inside one cluster whose source is the sidecar's stand-in (a DLO with segments in
+/// another cluster, a link to another cluster) copies what it stands for, as Swift copies its
+/// own DLOs and links; `?multipart-manifest=get` / `?symlink=get` copy the stand-in itself.
+#[test]
+fn copies_inside_one_cluster_copy_what_a_stand_in_stands_for() {
+    let [a, b] = shared_pair();
+    let u = unique_name("si").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}far\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (near, far) = (format!("{u}near"), format!("{u}far"));
+    for c in [&near, &far] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    let put = |path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        ok(
+            &req("PUT", &format!("{url}/{path}"), &token, headers, body),
+            path,
+        );
+    };
+    put(&format!("{far}/seg/000"), &[], &[b'x'; 700]);
+    put(&format!("{far}/seg/001"), &[], b"tail");
+    let whole = [vec![b'x'; 700], b"tail".to_vec()].concat();
+    put(&format!("{far}/t"), &[], b"the target's bytes");
+    let segs = format!("{far}/seg/");
+    let target = format!("{far}/t");
+    put(&format!("{near}/dlo"), &[("X-Object-Manifest", &segs)], b"");
+    put(
+        &format!("{near}/link"),
+        &[("X-Symlink-Target", &target)],
+        b"",
+    );
+
+    let copy = |from: &str, to: &str| {
+        let r = req(
+            "COPY",
+            &format!("{url}/{near}/{from}"),
+            &token,
+            &[("Destination", &format!("{near}/{to}"))],
+            b"",
+        );
+        ok(&r, to);
+        assert_eq!(
+            r.header("x-copied-from"),
+            Some(format!("{near}/{}", from.split('?').next().unwrap_or(from)).as_str())
+        );
+    };
+    // What the copy is, read directly from the cluster it lives in: no stand-in left.
+    let stored = |name: &str, expected: &[u8]| {
+        let r = req("GET", &format!("{url_a}/{near}/{name}"), &token_a, &[], b"");
+        ok(&r, name);
+        let marks: Vec<&String> = r
+            .headers
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.to_ascii_lowercase().starts_with("x-object-meta-swiftfed"))
+            .collect();
+        assert!(marks.is_empty(), "{name} is a plain object: {marks:?}");
+        assert!(
+            r.body == expected,
+            "{name} holds {} bytes, not the {} expected",
+            r.body.len(),
+            expected.len()
+        );
+    };
+    copy("dlo", "dlo-copy");
+    stored("dlo-copy", &whole);
+    copy("link", "link-copy");
+    stored("link-copy", b"the target's bytes");
+    // The stand-ins themselves, when asked for: still read as what they stand for.
+    copy("dlo?multipart-manifest=get", "dlo-manifest");
+    copy("link?symlink=get", "link-link");
+    let read = |name: &str| req("GET", &format!("{url}/{near}/{name}"), &token, &[], b"");
+    assert!(read("dlo-manifest").body == whole);
+    assert_eq!(read("link-link").body, b"the target's bytes");
+    let link = req(
+        "HEAD",
+        &format!("{url}/{near}/link-link?symlink=get"),
+        &token,
+        &[],
+        b"",
+    );
+    assert_eq!(link.header("x-symlink-target"), Some(target.as_str()));
+    // A copy of a stand-in is a copy: the segments going away leaves it whole.
+    for s in ["seg/000", "seg/001"] {
+        ok(
+            &req("DELETE", &format!("{url}/{far}/{s}"), &token, &[], b""),
+            s,
+        );
+    }
+    assert!(
+        read("dlo-copy").body == whole,
+        "the copy outlives the segments"
+    );
+}

@@ -207,11 +207,17 @@ async fn route_and_send(
         query: query.as_deref(),
         body,
     };
+    // Copies inside one cluster are Swift's, unless the source is one of the sidecar's own
+    // stand-ins for something in another cluster.
     if let Some(plan) = copy::plan(&active.routes, req.method, &path, raw_path, &headers) {
-        let dest = plan.dest.cluster.as_deref().unwrap_or("local");
-        record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
-        let copy = cross_cluster_copy(state, active, req.method, &path, &plan, &headers);
-        return copy.run(req.query, body).await;
+        if plan.crosses_clusters()
+            || copy::source_stands_in(state, active, &plan, &headers, req.query).await
+        {
+            let dest = plan.dest.cluster.as_deref().unwrap_or("local");
+            record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
+            let copy = cross_cluster_copy(state, active, req.method, &path, &plan, &headers);
+            return copy.run(req.query, body).await;
+        }
     }
     if path.container.is_none() {
         if let Some(response) = account_level(&req, &headers, record).await? {
