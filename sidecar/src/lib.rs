@@ -19,6 +19,7 @@ pub mod keystone;
 pub mod labels;
 pub mod listing;
 pub mod metrics;
+pub mod on_end;
 pub mod pacing;
 pub mod pyformat;
 pub mod rename;

@@ -552,3 +552,94 @@ fn copies_inside_one_cluster_copy_what_a_stand_in_stands_for() {
         "the copy outlives the segments"
     );
 }
+
+/// The access-log line of `method path`, once the sidecar has written it.
+fn logged_line(sidecar: &Sidecar, method: &str, path: &str) -> String {
+    let wanted = format!("method={method} path={path} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = sidecar.log();
+        if let Some(line) = log.lines().find(|l| l.contains(&wanted)) {
+            return line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access-log line for {wanted:?}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Answers the sidecar makes itself (here a DLO assembled from another cluster) are logged
+/// when their body ends, with the bytes really sent, and as incomplete when the client leaves.
+#[test]
+fn the_sidecars_own_answers_are_logged_when_they_end() {
+    use std::io::{Read, Write};
+    let [a, b] = shared_pair();
+    let u = unique_name("lg").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}far\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (near, far) = (format!("{u}near"), format!("{u}far"));
+    for c in [&near, &far] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    let segment = vec![b'x'; 4 << 20];
+    for i in 0..4 {
+        let path = format!("{url}/{far}/seg/{i:03}");
+        ok(&req("PUT", &path, &token, &[], &segment), &path);
+    }
+    let total = 4 * segment.len();
+    let segs = format!("{far}/seg/");
+    let manifest = [("X-Object-Manifest", segs.as_str())];
+    ok(
+        &req(
+            "PUT",
+            &format!("{url}/{near}/whole"),
+            &token,
+            &manifest,
+            b"",
+        ),
+        "manifest",
+    );
+    ok(
+        &req("PUT", &format!("{url}/{near}/cut"), &token, &manifest, b""),
+        "manifest",
+    );
+
+    let read = req("GET", &format!("{url}/{near}/whole"), &token, &[], b"");
+    assert_eq!((read.status, read.body.len()), (200, total));
+    let line = logged_line(&sidecar, "GET", &format!("/v1/AUTH_test/{near}/whole"));
+    assert!(
+        line.contains(&format!(" status=200 bytes_in=0 bytes_out={total} ")),
+        "{line}"
+    );
+    assert!(line.ends_with("complete=true"), "{line}");
+
+    // A client that reads the head and a little of the body, then goes away.
+    let mut s = std::net::TcpStream::connect(sidecar.addr()).expect("connect");
+    let request = format!(
+        "GET /v1/AUTH_test/{near}/cut HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut got = vec![0u8; 64 << 10];
+    s.read_exact(&mut got)
+        .expect("the head and some of the body");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got[..64])
+    );
+    drop(s);
+    let line = logged_line(&sidecar, "GET", &format!("/v1/AUTH_test/{near}/cut"));
+    assert!(line.ends_with("complete=false"), "{line}");
+    let sent: usize = line
+        .split(" bytes_out=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("bytes_out in the line");
+    assert!(sent < total, "{line}");
+}

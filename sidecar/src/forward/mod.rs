@@ -27,6 +27,7 @@ use crate::copy;
 use crate::dlo;
 use crate::listing;
 use crate::metrics::RouteCounters;
+use crate::on_end::OnEnd;
 use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
 use crate::state::{Active, State};
@@ -343,9 +344,17 @@ fn finish(
         ProxyResponse::Local(r) => {
             let (parts, body) = r.into_parts();
             let status = parts.status.as_u16();
-            let bytes = http_body::Body::size_hint(&body).exact().unwrap_or(0);
-            log_and_count(&state, &record, status, body_in.bytes_read(), bytes, true);
-            return Response::from_parts(parts, body);
+            let body = OnEnd::new(body, move |bytes_out, complete| {
+                log_and_count(
+                    &state,
+                    &record,
+                    status,
+                    body_in.bytes_read(),
+                    bytes_out,
+                    complete,
+                );
+            });
+            return Response::from_parts(parts, body.boxed_unsync());
         }
     };
     strip_hop_by_hop(&mut parts.headers);
