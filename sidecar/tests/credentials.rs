@@ -500,9 +500,11 @@ fn an_expired_client_token_gets_the_local_401() {
 #[test]
 fn an_expired_client_token_is_refused_once_the_authz_cache_lapses() {
     const AUTHZ_CACHE_TTL: Duration = Duration::from_secs(10); // the sidecar's default
+    // Long enough for the token to outlive the uses below on a loaded machine (2 s did not).
+    const TOKEN_LIFE: u64 = 6;
     let [_, b] = shared_pair();
     let local = SwiftCluster::builder("cred-expiry-used")
-        .token_life(2)
+        .token_life(TOKEN_LIFE)
         .start()
         .expect("start local cluster");
     let prefix = unique_name("expused");
@@ -531,7 +533,8 @@ fn an_expired_client_token_is_refused_once_the_authz_cache_lapses() {
         "one local check each for write and read"
     );
     // Then it expires on the local cluster.
-    wait_for_status(&url_local, &token, 401, Duration::from_secs(10));
+    let budget = Duration::from_secs(TOKEN_LIFE + 10);
+    wait_for_status(&url_local, &token, 401, budget);
     let expired_after = last_allowed_check.elapsed();
 
     // Inside the cache window: observed only.

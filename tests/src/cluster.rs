@@ -14,7 +14,9 @@ use crate::error::{HarnessError, Result};
 use crate::http::request_with_timeout;
 use crate::process::{self, Server};
 
-const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Generous: five Python servers importing Swift on a loaded 2-core machine took more than 30 s;
+/// a server that dies is reported at once, so the good path never waits for this.
+const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const LOG_TAIL_LINES: usize = 30;
@@ -54,7 +56,7 @@ impl ClusterBuilder {
         self
     }
 
-    /// How long `start` waits for every server to answer (default 30 s).
+    /// How long `start` waits for every server to answer (default 90 s).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
         self
