@@ -223,10 +223,20 @@ fn wanted(range: Option<&str>, total: u64) -> Wanted {
     }
 }
 
-/// A response body fed by the task that reads the segments.
-struct ChannelBody {
+/// A body of known length fed through a channel (by the task that reads the segments, or by
+/// an archive being extracted); ending short is an error.
+pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, BoxError>>,
     remaining: u64,
+}
+
+impl ChannelBody {
+    pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, BoxError>>, length: u64) -> ChannelBody {
+        ChannelBody {
+            rx,
+            remaining: length,
+        }
+    }
 }
 
 impl Body for ChannelBody {
@@ -244,7 +254,7 @@ impl Body for ChannelBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) if self.remaining > 0 => {
-                Poll::Ready(Some(Err("segment stream ended early".into())))
+                Poll::Ready(Some(Err("stream ended early".into())))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,

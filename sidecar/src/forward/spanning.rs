@@ -1,6 +1,6 @@
 //! Requests the sidecar answers by talking to several clusters: copies whose ends live in
-//! different clusters (`copy`), bulk deletes split by route (`bulk`), merged account listings
-//! (`listing`).
+//! different clusters (`copy`), bulk deletes split by route (`bulk`), archives extracted into
+//! containers of several clusters (`extract`), merged account listings (`listing`).
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use super::{swift_error, ProxyResponse, Refusal};
 use crate::body::{BodySlot, ProxyBody};
 use crate::bulk;
 use crate::copy;
+use crate::extract;
 use crate::listing;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
@@ -42,6 +43,47 @@ pub(super) async fn bulk_delete(
     bulk::run(state, active, method, &path.account, headers, body)
         .await
         .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+}
+
+/// An archive extracted by the sidecar into the clusters its containers live in (`extract`).
+/// With the sidecar's own credentials on any cluster the account's containers may live in,
+/// the local cluster must first allow the client to write in the account (an ACL-only writer
+/// cannot extract there: containers may have to be created).
+pub(super) async fn extract_archive(
+    state: &Arc<State>,
+    active: &Arc<Active>,
+    path: &SwiftPath<'_>,
+    base: &str,
+    compression: extract::Compression,
+    headers: &HeaderMap,
+    body: &BodySlot,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    let routes = &active.routes;
+    let mut clusters: Vec<&str> = routes
+        .container_routes(&path.account)
+        .iter()
+        .map(|r| r.cluster.as_str())
+        .collect();
+    if let Some(r) = routes.lookup(&path.account, path.container.as_deref()) {
+        clusters.push(&r.cluster);
+    }
+    let uses_credentials = clusters
+        .iter()
+        .any(|c| active.clusters.get(*c).is_some_and(|c| c.tokens.is_some()));
+    if uses_credentials {
+        authorize_locally(state, headers, &path.account, &Method::PUT).await?;
+    }
+    extract::run(
+        state,
+        active,
+        &path.account,
+        base,
+        compression,
+        headers,
+        body,
+    )
+    .await
+    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
 }
 
 /// A copy whose ends live in different clusters (`copy`).

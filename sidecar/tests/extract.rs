@@ -1,0 +1,408 @@
+//! Extract-archive (`?extract-archive=tar|tar.gz|tar.bz2`) whose entries land in containers of
+//! several clusters, through the real sidecar binary: the answer is the one a single cluster
+//! holding every container gives (a reference account on one cluster, same archive), in each
+//! format, and each object is read back from the cluster its container lives in, with its
+//! bytes and the metadata from the archive's pax xattrs.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::*;
+use swiftfed_tests::{shared_pair, unique_name, venv_bin, HttpResponse};
+
+/// One archive member: name, kind (`file`, `dir`, `symlink`), content, pax headers.
+struct Member<'a> {
+    name: String,
+    kind: &'a str,
+    data: Vec<u8>,
+    pax: Vec<(&'a str, &'a str)>,
+}
+
+fn file(name: String, data: &[u8]) -> Member<'static> {
+    Member {
+        name,
+        kind: "file",
+        data: data.to_vec(),
+        pax: vec![],
+    }
+}
+
+/// The archive Python's `tarfile` (pax format, as GNU tar 1.27+ writes by default) makes of
+/// `members`, compressed by `mode` (`""`, `"gz"`, `"bz2"`).
+fn archive(members: &[Member<'_>], mode: &str) -> Vec<u8> {
+    let spec: Vec<serde_json::Value> = members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.name,
+                "kind": m.kind,
+                "data": m.data.iter().map(|b| *b as u32).collect::<Vec<_>>(),
+                "pax": m.pax.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+            })
+        })
+        .collect();
+    let script = r#"
+import io, json, sys, tarfile
+spec = json.loads(sys.stdin.read())
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w:" + sys.argv[1], format=tarfile.PAX_FORMAT) as t:
+    for m in spec:
+        info = tarfile.TarInfo(m["name"])
+        info.pax_headers = m["pax"]
+        data = bytes(m["data"])
+        if m["kind"] == "dir":
+            info.type = tarfile.DIRTYPE
+            t.addfile(info)
+        elif m["kind"] == "symlink":
+            info.type = tarfile.SYMTYPE
+            info.linkname = "elsewhere"
+            t.addfile(info)
+        else:
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+sys.stdout.buffer.write(out.getvalue())
+"#;
+    let mut child = Command::new(venv_bin("python"))
+        .args(["-c", script, mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::Value::Array(spec).to_string().as_bytes())
+        .expect("spec");
+    let out = child.wait_with_output().expect("python output");
+    assert!(out.status.success(), "archive creation failed");
+    out.stdout
+}
+
+/// Both answers, compared as a client sees them (Swift may prefix whitespace while it works;
+/// the reference account's name stands where the client's would).
+fn same_answer(got: &HttpResponse, want: &HttpResponse, what: &str) {
+    assert_eq!(got.status, want.status, "{what}");
+    assert_eq!(
+        got.header("content-type"),
+        want.header("content-type"),
+        "{what}"
+    );
+    assert_eq!(
+        got.body_text().trim_start(),
+        want.body_text()
+            .trim_start()
+            .replace("/AUTH_test2/", "/AUTH_test/"),
+        "{what}"
+    );
+}
+
+fn extract(
+    base: &str,
+    token: &str,
+    format: &str,
+    accept: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let mut headers = vec![("X-Object-Meta-From-Request", "yes")];
+    if let Some(accept) = accept {
+        headers.push(("Accept", accept));
+    }
+    req(
+        "PUT",
+        &format!("{base}?extract-archive={format}"),
+        token,
+        &headers,
+        body,
+    )
+}
+
+#[test]
+fn archives_extracted_across_clusters_answer_like_one_cluster() {
+    let [a, b] = shared_pair();
+    let u = unique_name("ea").replace('-', "");
+    let routes = [
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+        ),
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}docs\"}}}}, target: {{cluster: b, container: \"{u}renamed\"}}}}"
+        ),
+    ];
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (url_ref, token_ref) = a.auth("test2:tester", "testing").expect("auth reference");
+
+    for (round, (mode, format, accept)) in [
+        ("", "tar", None),
+        ("", "tar", Some("application/json")),
+        ("", "tar", Some("application/xml")),
+        ("gz", "tar.gz", Some("text/xml")),
+        ("bz2", "tar.bz2", Some("text/plain")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = |s: &str| format!("{u}{s}{round}");
+        let (local, fed, docs) = (n("local"), n("fed-a"), n("docs"));
+        // An existing container (not created by the extraction), the others are created.
+        for (base, tok) in [(&url, &token), (&url_ref, &token_ref)] {
+            ok(
+                &req("PUT", &format!("{base}/{local}"), tok, &[], b""),
+                &local,
+            );
+        }
+        let members = vec![
+            file(format!("{local}/one.txt"), b"one"),
+            Member {
+                name: format!("./{fed}/dir/two.txt"),
+                kind: "file",
+                data: b"two, with xattrs".to_vec(),
+                pax: vec![
+                    ("SCHILY.xattr.user.meta.color", "blue"),
+                    ("SCHILY.xattr.user.mime_type", "application/x-test"),
+                    ("SCHILY.xattr.user.other", "ignored"),
+                ],
+            },
+            Member {
+                name: format!("{fed}/dir"),
+                kind: "dir",
+                data: vec![],
+                pax: vec![],
+            },
+            Member {
+                name: format!("{fed}/link"),
+                kind: "symlink",
+                data: vec![],
+                pax: vec![],
+            },
+            file(format!("{docs}/d.bin"), &[0u8, 1, 2, 255]),
+            file(format!("{docs}/empty"), b""),
+            file("top-level-ignored.txt".into(), b"nothing"),
+            // Refused by Swift: an object name too long, a container name too long.
+            file(format!("{local}/{}", "x".repeat(1100)), b"long"),
+            file(format!("{}/o", "c".repeat(300)), b"long container"),
+        ];
+        let body = archive(&members, mode);
+        let got = extract(&url, &token, format, accept, &body);
+        let want = extract(&url_ref, &token_ref, format, accept, &body);
+        let what = format!("{format} {accept:?}");
+        same_answer(&got, &want, &what);
+        assert!(
+            want.body_text().contains("Number Files Created")
+                || want.body_text().contains("number_files_created"),
+            "{what}: {}",
+            want.body_text()
+        );
+        assert!(
+            want.body_text().contains('4'),
+            "four files created: {}",
+            want.body_text()
+        );
+
+        // Each object where its container lives, with the archive's and the request's metadata.
+        for (base, tok, path, data) in [
+            (&url_a, &token_a, format!("{local}/one.txt"), &b"one"[..]),
+            (
+                &url_b,
+                &token_b,
+                format!("{fed}/dir/two.txt"),
+                &b"two, with xattrs"[..],
+            ),
+            (
+                &url_b,
+                &token_b,
+                format!("{u}renamed{round}/d.bin"),
+                &[0u8, 1, 2, 255][..],
+            ),
+            (
+                &url_b,
+                &token_b,
+                format!("{u}renamed{round}/empty"),
+                &b""[..],
+            ),
+        ] {
+            let r = req("GET", &format!("{base}/{path}"), tok, &[], b"");
+            ok(&r, &path);
+            assert_eq!(r.body, data, "{path}");
+            assert_eq!(
+                r.header("x-object-meta-from-request"),
+                Some("yes"),
+                "{path}"
+            );
+        }
+        let two = req(
+            "HEAD",
+            &format!("{url_b}/{fed}/dir/two.txt"),
+            &token_b,
+            &[],
+            b"",
+        );
+        let two_ref = req(
+            "HEAD",
+            &format!("{url_ref}/{fed}/dir/two.txt"),
+            &token_ref,
+            &[],
+            b"",
+        );
+        for h in ["content-type", "x-object-meta-color", "etag"] {
+            assert_eq!(two.header(h), two_ref.header(h), "{h}");
+        }
+        assert_eq!(two.header("x-object-meta-color"), Some("blue"));
+        assert_eq!(two.header("content-type"), Some("application/x-test"));
+        // Nothing of the routed containers in the local cluster; the skipped entries nowhere.
+        for path in [
+            format!("{fed}/dir/two.txt"),
+            format!("{docs}/d.bin"),
+            format!("{fed}/link"),
+        ] {
+            assert_eq!(
+                req("HEAD", &format!("{url_a}/{path}"), &token_a, &[], b"").status,
+                404,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            req("HEAD", &format!("{url_b}/{fed}/link"), &token_b, &[], b"").status,
+            404
+        );
+    }
+}
+
+#[test]
+fn container_level_archives_go_to_the_container_cluster() {
+    let [a, b] = shared_pair();
+    let u = unique_name("eac").replace('-', "");
+    let routes = [
+        format!("- {{match: {{account: AUTH_test, container: {{exact: \"{u}plain\"}}}}, target: {{cluster: b}}}}"),
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}docs\"}}}}, target: {{cluster: b, container: \"{u}renamed\"}}}}"
+        ),
+    ];
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (url_ref, token_ref) = a.auth("test2:tester", "testing").expect("auth reference");
+    let members = vec![
+        file("a.txt".into(), b"first"),
+        file("./sub/b.txt".into(), b"second"),
+        file("y".repeat(1100), b"too long a name"),
+    ];
+    let body = archive(&members, "gz");
+    // Plain routing (Swift on b extracts), and a renamed container (the sidecar extracts, so
+    // that the answer names the client's container).
+    for (container, landed) in [
+        (format!("{u}plain"), format!("{u}plain")),
+        (format!("{u}docs"), format!("{u}renamed")),
+    ] {
+        for accept in [Some("application/json"), None] {
+            let got = extract(
+                &format!("{url}/{container}/pre/"),
+                &token,
+                "tar.gz",
+                accept,
+                &body,
+            );
+            let want = extract(
+                &format!("{url_ref}/{container}/pre/"),
+                &token_ref,
+                "tar.gz",
+                accept,
+                &body,
+            );
+            same_answer(&got, &want, &format!("{container} {accept:?}"));
+            assert!(
+                want.body_text().contains("400 Bad Request"),
+                "{}",
+                want.body_text()
+            );
+        }
+        for (path, data) in [
+            ("pre/a.txt", &b"first"[..]),
+            ("pre/sub/b.txt", &b"second"[..]),
+        ] {
+            let r = req(
+                "GET",
+                &format!("{url_b}/{landed}/{path}"),
+                &token_b,
+                &[],
+                b"",
+            );
+            ok(&r, path);
+            assert_eq!(r.body, data);
+            assert_eq!(
+                req(
+                    "HEAD",
+                    &format!("{url_a}/{container}/{path}"),
+                    &token_a,
+                    &[],
+                    b""
+                )
+                .status,
+                404
+            );
+        }
+    }
+}
+
+#[test]
+fn unreadable_archives_are_refused_like_swift() {
+    let [a, b] = shared_pair();
+    let u = unique_name("eab").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_ref, token_ref) = a.auth("test2:tester", "testing").expect("auth reference");
+    let valid = archive(&[file(format!("{u}fed-x/o"), b"data")], "");
+    // A header that is not one; not gzip; empty; no files at all; cut inside an entry.
+    let no_files = archive(&[], "");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("tar", b"garbage!".repeat(128)),
+        ("tar.gz", b"garbage!".repeat(128)),
+        ("tar", Vec::new()),
+        ("tar", no_files),
+        ("tar", valid[..600].to_vec()),
+    ];
+    for (format, body) in cases {
+        let got = extract(&url, &token, format, Some("application/json"), &body);
+        let want = extract(
+            &url_ref,
+            &token_ref,
+            format,
+            Some("application/json"),
+            &body,
+        );
+        let what = format!("{format} of {} bytes", body.len());
+        assert_eq!(got.status, want.status, "{what}");
+        let status = |r: &HttpResponse| {
+            let v: serde_json::Value =
+                serde_json::from_slice(r.body_text().trim_start().as_bytes())
+                    .unwrap_or_else(|e| panic!("{what}: {e}: {}", r.body_text()));
+            (
+                v["Response Status"].clone(),
+                v["Number Files Created"].clone(),
+            )
+        };
+        assert_eq!(
+            status(&got),
+            status(&want),
+            "{what}: {} vs {}",
+            got.body_text(),
+            want.body_text()
+        );
+        assert!(
+            want.body_text().contains("Invalid Tar File"),
+            "{what}: {}",
+            want.body_text()
+        );
+    }
+}
