@@ -406,3 +406,86 @@ fn unreadable_archives_are_refused_like_swift() {
         );
     }
 }
+
+/// An entry streams: a 256 MiB file in an archive sent to a routed container crosses the
+/// sidecar while its peak memory stays below 64 MiB, and b holds the same bytes. The test
+/// generates the archive as it sends it (`support::stream`).
+#[test]
+fn large_entries_stream_with_bounded_memory() {
+    use std::io::Write;
+    use support::stream::{
+        connect, download, read_head, read_small_body, request_head, Cleanup, Pattern, BLOCK,
+    };
+    const SIZE: u64 = 256 << 20;
+    const SEED: u64 = 0x5eed_7a12;
+    let [a, b] = shared_pair();
+    let u = unique_name("eabig").replace('-', "");
+    let fed = format!("{u}fed");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{fed}\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let _cleanup = Cleanup {
+        container_url: format!("{url_b}/{fed}"),
+        token: token_b.clone(),
+        objects: vec!["big".into()],
+    };
+    let mut header = tar::Header::new_ustar();
+    header.set_path(format!("{fed}/big")).expect("path");
+    header.set_size(SIZE);
+    header.set_mode(0o644);
+    header.set_cksum();
+    // Header, data (a multiple of 512 bytes: no padding), two zero blocks.
+    let length = 512 + SIZE + 1024;
+
+    let before = sidecar.peak_rss_kib();
+    let account_path = url.splitn(4, '/').nth(3).expect("account path");
+    let head = request_head(
+        "PUT",
+        &sidecar.addr(),
+        &format!("/{account_path}?extract-archive=tar"),
+        &token,
+        &[
+            ("Content-Length", length.to_string()),
+            ("Accept", "application/json".into()),
+        ],
+    );
+    let mut stream = connect(&sidecar.addr());
+    stream.write_all(head.as_bytes()).expect("send head");
+    stream
+        .write_all(header.as_bytes())
+        .expect("send tar header");
+    let mut pattern = Pattern::new(SEED);
+    let mut block = vec![0u8; BLOCK];
+    let mut sent = 0u64;
+    while sent < SIZE {
+        pattern.fill(&mut block);
+        stream.write_all(&block).expect("send entry bytes");
+        sent += BLOCK as u64;
+    }
+    stream.write_all(&[0u8; 1024]).expect("send end of archive");
+    let mut reader = std::io::BufReader::new(stream);
+    let answer = read_head(&mut reader);
+    let text = read_small_body(&mut reader, &answer);
+    assert_eq!(answer.status, 200, "{text}");
+    let outcome: serde_json::Value = serde_json::from_str(text.trim_start()).expect("JSON");
+    assert_eq!(outcome["Response Status"], "201 Created", "{text}");
+    assert_eq!(outcome["Number Files Created"], 1, "{text}");
+    let peak = sidecar.peak_rss_kib();
+    assert!(
+        peak < 64 * 1024,
+        "sidecar peak RSS {peak} KiB (before {before} KiB)"
+    );
+
+    let path_b = format!("/{}/{fed}/big", url_b.splitn(4, '/').nth(3).expect("path"));
+    let down = download(
+        &format!("127.0.0.1:{}", b.proxy_port()),
+        &path_b,
+        &token_b,
+        SEED,
+    );
+    assert_eq!(down.bytes, SIZE, "bytes on b");
+    assert_eq!(down.first_mismatch, None, "first differing byte on b");
+}
