@@ -342,14 +342,29 @@ fn answer(format: Format, s: Summary) -> Response<ProxyBody> {
 pub(crate) fn render(
     format: Format,
     root_tag: &str,
-    mut fields: Vec<(&str, serde_json::Value)>,
+    fields: Vec<(&str, serde_json::Value)>,
     errors: &[(String, String)],
 ) -> Response<ProxyBody> {
+    let (content_type, text) = render_body(format, root_tag, fields, errors);
+    let mut response = Response::new(body::full(text));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The content type and body of a bulk answer (see [`render`]).
+pub(crate) fn render_body(
+    format: Format,
+    root_tag: &str,
+    mut fields: Vec<(&str, serde_json::Value)>,
+    errors: &[(String, String)],
+) -> (&'static str, Vec<u8>) {
     let text_of = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let (content_type, text) = match format {
+    match format {
         Format::Json => {
             let errors: Vec<serde_json::Value> = errors
                 .iter()
@@ -398,12 +413,7 @@ pub(crate) fn render(
             }
             ("text/plain", out.into_bytes())
         }
-    };
-    let mut response = Response::new(body::full(text));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    }
 }
 
 #[cfg(test)]

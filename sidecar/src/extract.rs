@@ -5,8 +5,8 @@
 //! the archive as a stream (decompressed and parsed on a blocking thread), creates each entry's
 //! container where that container lives (HEAD, then PUT on 404), streams each regular file into
 //! a PUT there (memory bounded by a few chunks), and answers once as Swift does: `200` with the
-//! outcome in the body (plain text, JSON or XML by `Accept`). Swift's limits are the local
-//! cluster's (`/info`). Unlike Swift it sends no whitespace heartbeat while it works.
+//! outcome in the body (plain text, JSON or XML by `Accept`), with Swift's whitespace
+//! heartbeat while a long extraction runs. Swift's limits are the local cluster's (`/info`).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -17,14 +17,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use percent_encoding::percent_encode;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::body::{self, BodySlot, BoxError, Progress, ProxyBody};
-use crate::bulk::{render, PATH};
+use crate::bulk::{render_body, PATH};
 use crate::dlo::ChannelBody;
-use crate::listing::{self, pick_format, Params};
+use crate::listing::{self, pick_format, Format, Params};
 use crate::state::{Active, State};
 use crate::subrequest;
 use crate::swift_path::{decode, encode_segment, SwiftPath};
@@ -32,6 +33,8 @@ use crate::upstream::{Outgoing, Upstream};
 
 /// Bytes read from an entry at a time (and the most one event carries).
 const CHUNK: usize = 64 * 1024;
+/// Swift's `yield_frequency` default.
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -43,13 +46,10 @@ pub enum Compression {
 /// The archive format a `?extract-archive=` asks for, read as Swift reads it (last value,
 /// case-insensitive, dots around it ignored); `None` also for formats Swift refuses itself.
 fn compression(query: Option<&str>) -> Option<Compression> {
-    let value = query?
-        .split('&')
-        .rev()
-        .find_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k == "extract-archive").then_some(v)
-        })?;
+    let value = query?.split('&').rev().find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (k == "extract-archive").then_some(v)
+    })?;
     match decode(value)?.to_lowercase().trim_matches('.') {
         "tar" => Some(Compression::Plain),
         "tar.gz" => Some(Compression::Gzip),
@@ -102,20 +102,6 @@ pub fn base_of(path: &SwiftPath<'_>, raw_path: &str) -> String {
         .unwrap_or_default()
         .trim_end_matches('/')
         .to_string()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    #[error(transparent)]
-    Listing(#[from] listing::ListingError),
-}
-
-impl ExtractError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ExtractError::Listing(e) => e.status(),
-        }
-    }
 }
 
 /// Swift's bulk and constraint limits, as the local cluster publishes them.
@@ -189,6 +175,17 @@ struct Outcome {
     errors: Vec<(String, String)>,
 }
 
+impl Outcome {
+    fn failed(status: &str) -> Outcome {
+        Outcome {
+            status: status.into(),
+            body: String::new(),
+            created: 0,
+            errors: Vec::new(),
+        }
+    }
+}
+
 /// Swift's `Response Status` of a subrequest's answer (its own reason phrase when it sent one).
 fn status_line(status: StatusCode, reason: Option<&hyper::ext::ReasonPhrase>) -> String {
     let reason = reason
@@ -209,42 +206,118 @@ struct Place {
     container: String,
 }
 
-struct Extraction<'a> {
-    state: &'a Arc<State>,
-    active: &'a Arc<Active>,
-    account: &'a str,
-    client_headers: &'a HeaderMap,
+/// One extraction request, owned: the extraction may outlive the handler that answered (see
+/// [`run`]).
+pub struct Request {
+    pub state: Arc<State>,
+    pub active: Arc<Active>,
+    pub account: String,
+    /// Swift's `extract_base` ([`base_of`]).
+    pub base: String,
+    pub compression: Compression,
+    pub headers: HeaderMap,
+    pub body: BodySlot,
+}
+
+struct Extraction {
+    state: Arc<State>,
+    active: Arc<Active>,
+    account: String,
+    client_headers: HeaderMap,
     limits: Limits,
 }
 
 /// Runs an extraction; `None` when Swift should answer the request itself (an `Accept` it
-/// refuses, a body without length).
-pub async fn run(
-    state: &Arc<State>,
-    active: &Arc<Active>,
-    account: &str,
-    base: &str,
-    compression: Compression,
-    headers: &HeaderMap,
-    client_body: &BodySlot,
-) -> Result<Option<Response<ProxyBody>>, ExtractError> {
-    let Some(format) = pick_format(&Params::default(), headers) else {
-        return Ok(None);
-    };
-    if !headers.contains_key(header::CONTENT_LENGTH) && client_body.is_end_stream() {
-        return Ok(None);
+/// refuses, a body without length). As Swift's bulk middleware, the answer comes when the
+/// extraction is done, or after [`HEARTBEAT`] with whitespace every [`HEARTBEAT`] until the
+/// outcome follows (so that clients and proxies do not time out a long extraction).
+pub async fn run(request: Request) -> Option<Response<ProxyBody>> {
+    let format = pick_format(&Params::default(), &request.headers)?;
+    if !request.headers.contains_key(header::CONTENT_LENGTH) && request.body.is_end_stream() {
+        return None;
     }
+    let (done_tx, mut done_rx) = oneshot::channel::<Outcome>();
+    tokio::spawn(async move {
+        let _ = done_tx.send(extract(request).await);
+    });
+    let render = move |outcome: Result<Outcome, oneshot::error::RecvError>| {
+        let outcome = outcome.unwrap_or_else(|_| Outcome::failed("500 Internal Server Error"));
+        let fields = vec![
+            ("Response Status", outcome.status.into()),
+            ("Response Body", outcome.body.into()),
+            ("Number Files Created", outcome.created.into()),
+        ];
+        render_body(format, "extract", fields, &outcome.errors)
+    };
+    if let Ok(outcome) = tokio::time::timeout(HEARTBEAT, &mut done_rx).await {
+        let (content_type, text) = render(outcome);
+        let mut response = Response::new(body::full(text));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return Some(response);
+    }
+    let (content_type, _) = render_body(format, "extract", vec![], &[]);
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        // Swift's first heartbeat: the XML declaration for XML, else a space.
+        let first = match format {
+            Format::Xml(_) => Bytes::from_static(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+            _ => Bytes::from_static(b" "),
+        };
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        loop {
+            match tokio::time::timeout(HEARTBEAT, &mut done_rx).await {
+                Ok(outcome) => {
+                    let (_, text) = render(outcome);
+                    let _ = tx.send([&b"\r\n\r\n"[..], &text].concat().into()).await;
+                    return;
+                }
+                Err(_) => {
+                    if tx.send(Bytes::from_static(b" ")).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let data = rx.recv().await?;
+        Some((Ok::<_, BoxError>(Frame::data(data)), rx))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Some(response)
+}
+
+/// The extraction proper: the archive read on a blocking thread, fed from the client's body,
+/// its entries put where their containers live.
+async fn extract(request: Request) -> Outcome {
+    let Request {
+        state,
+        active,
+        account,
+        base,
+        compression,
+        headers,
+        body,
+    } = request;
+    let limits = limits(&state).await;
+    let idle = state.local.timeouts.idle;
     let extraction = Extraction {
         state,
         active,
         account,
         client_headers: headers,
-        limits: limits(state).await,
+        limits,
     };
-
     let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes, String>>(4);
     let (event_tx, event_rx) = mpsc::channel::<Event>(4);
-    let client_failed = Arc::new(AtomicBool::new(false));
+    let client_failed = AtomicBool::new(false);
     tokio::task::spawn_blocking(move || {
         read_archive(
             ChannelReader {
@@ -255,22 +328,15 @@ pub async fn run(
             &event_tx,
         )
     });
-    let idle = state.local.timeouts.idle;
     let pumping = async {
-        pump(client_body, chunk_tx, idle, &client_failed).await;
+        pump(&body, chunk_tx, idle, &client_failed).await;
         std::future::pending::<()>().await
     };
     // The extraction decides when to stop; reading the client stops with it.
-    let outcome = tokio::select! {
-        outcome = extraction.consume(base, event_rx, &client_failed) => outcome,
+    tokio::select! {
+        outcome = extraction.consume(&base, event_rx, &client_failed) => outcome,
         _ = pumping => unreachable!("pumping never ends on its own"),
-    };
-    let fields = vec![
-        ("Response Status", outcome.status.into()),
-        ("Response Body", outcome.body.into()),
-        ("Number Files Created", outcome.created.into()),
-    ];
-    Ok(Some(render(format, "extract", fields, &outcome.errors)))
+    }
 }
 
 /// Feeds the client's body to the archive reader, until it ends, fails, goes idle, or the
@@ -302,7 +368,7 @@ async fn pump(
     }
 }
 
-impl Extraction<'_> {
+impl Extraction {
     /// Swift's `handle_extract_iter`, entry by entry.
     async fn consume(
         &self,
@@ -447,9 +513,9 @@ impl Extraction<'_> {
 
     /// Where `container` (a client name) lives, and its names there.
     fn place(&self, container: &str) -> Place {
-        match self.active.routes.lookup(self.account, Some(container)) {
+        match self.active.routes.lookup(&self.account, Some(container)) {
             Some(route) => {
-                let t = route.target(self.account, Some(container));
+                let t = route.target(&self.account, Some(container));
                 Place {
                     cluster: Some(route.cluster.clone()),
                     account: t.account,
@@ -458,7 +524,7 @@ impl Extraction<'_> {
             }
             None => Place {
                 cluster: None,
-                account: self.account.to_string(),
+                account: self.account.clone(),
                 container: container.to_string(),
             },
         }
@@ -475,13 +541,13 @@ impl Extraction<'_> {
             }
             return Ok((headers, false));
         }
-        listing::source_headers(self.active, self.client_headers, place.cluster.as_deref())
+        listing::source_headers(&self.active, &self.client_headers, place.cluster.as_deref())
             .await
             .map_err(|e| e.to_string())
     }
 
     fn upstream(&self, place: &Place) -> Result<&Upstream, String> {
-        listing::upstream_of(self.state, self.active, place.cluster.as_deref())
+        listing::upstream_of(&self.state, &self.active, place.cluster.as_deref())
             .map_err(|e| e.to_string())
     }
 
@@ -544,7 +610,7 @@ impl Extraction<'_> {
         let prepared = async {
             let upstream = self.upstream(place)?;
             let (mut headers, endpoint_host) = self.headers_for(place).await?;
-            for (k, v) in self.client_headers {
+            for (k, v) in &self.client_headers {
                 let name = k.as_str();
                 if name == "x-delete-at"
                     || name == "x-delete-after"

@@ -489,3 +489,55 @@ fn large_entries_stream_with_bounded_memory() {
     assert_eq!(down.bytes, SIZE, "bytes on b");
     assert_eq!(down.first_mismatch, None, "first differing byte on b");
 }
+
+/// A long extraction is answered as Swift answers it: after 10 s the status line and
+/// whitespace come while the archive is still being read (a client waiting on a slow upload is
+/// not timed out), then the outcome after `\r\n\r\n`.
+#[test]
+fn long_extractions_answer_early_with_whitespace() {
+    use std::io::Write;
+    use support::stream::{connect, read_head, read_small_body, request_head};
+    let [a, b] = shared_pair();
+    let u = unique_name("easlow").replace('-', "");
+    let fed = format!("{u}fed");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{fed}\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let body = archive(&[file(format!("{fed}/slow"), &data)], "");
+    let account_path = url.splitn(4, '/').nth(3).expect("account path");
+    let head = request_head(
+        "PUT",
+        &sidecar.addr(),
+        &format!("/{account_path}?extract-archive=tar"),
+        &token,
+        &[
+            ("Content-Length", body.len().to_string()),
+            ("Accept", "application/json".into()),
+        ],
+    );
+    let mut stream = connect(&sidecar.addr());
+    stream.write_all(head.as_bytes()).expect("send head");
+    let half = body.len() / 2;
+    stream
+        .write_all(&body[..half])
+        .expect("send half the archive");
+    // The answer starts while half the archive is still to come.
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let answer = read_head(&mut reader);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    stream.write_all(&body[half..]).expect("send the rest");
+    let text = read_small_body(&mut reader, &answer);
+    assert!(text.starts_with(' '), "whitespace first: {text:?}");
+    let (heartbeat, outcome) = text.split_once("\r\n\r\n").expect("separator");
+    assert!(heartbeat.trim().is_empty(), "{heartbeat:?}");
+    let outcome: serde_json::Value = serde_json::from_str(outcome).expect("JSON");
+    assert_eq!(outcome["Response Status"], "201 Created", "{text}");
+    assert_eq!(outcome["Number Files Created"], 1, "{text}");
+    let r = req("GET", &format!("{url_b}/{fed}/slow"), &token_b, &[], b"");
+    assert!(r.body == data, "the object on b");
+}

@@ -217,7 +217,7 @@ async fn route_and_send(
     if let Some(compression) = extract::applies(active, req.method, &path, req.query) {
         let base = extract::base_of(&path, raw_path);
         let extracted =
-            extract_archive(state, active, &path, &base, compression, &headers, body).await?;
+            extract_archive(state, active, &path, base, compression, &headers, body).await?;
         if let Some(response) = extracted {
             record.counters = state.metrics.route_counters("extract-archive", "local");
             return Ok(ProxyResponse::Local(response));

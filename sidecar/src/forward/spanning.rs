@@ -53,7 +53,7 @@ pub(super) async fn extract_archive(
     state: &Arc<State>,
     active: &Arc<Active>,
     path: &SwiftPath<'_>,
-    base: &str,
+    base: String,
     compression: extract::Compression,
     headers: &HeaderMap,
     body: &BodySlot,
@@ -73,17 +73,16 @@ pub(super) async fn extract_archive(
     if uses_credentials {
         authorize_locally(state, headers, &path.account, &Method::PUT).await?;
     }
-    extract::run(
-        state,
-        active,
-        &path.account,
+    Ok(extract::run(extract::Request {
+        state: state.clone(),
+        active: active.clone(),
+        account: path.account.clone(),
         base,
         compression,
-        headers,
-        body,
-    )
-    .await
-    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+        headers: headers.clone(),
+        body: body.clone(),
+    })
+    .await)
 }
 
 /// A copy whose ends live in different clusters (`copy`).
