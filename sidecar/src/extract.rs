@@ -184,6 +184,16 @@ impl Outcome {
             errors: Vec::new(),
         }
     }
+
+    /// Content type and body of Swift's `extract` answer.
+    fn render(self, format: Format) -> (&'static str, Vec<u8>) {
+        let fields = vec![
+            ("Response Status", self.status.into()),
+            ("Response Body", self.body.into()),
+            ("Number Files Created", self.created.into()),
+        ];
+        render_body(format, "extract", fields, &self.errors)
+    }
 }
 
 /// Swift's `Response Status` of a subrequest's answer (its own reason phrase when it sent one).
@@ -241,23 +251,15 @@ pub async fn run(request: Request) -> Option<Response<ProxyBody>> {
         let _ = done_tx.send(extract(request).await);
     });
     let render = move |outcome: Result<Outcome, oneshot::error::RecvError>| {
-        let outcome = outcome.unwrap_or_else(|_| Outcome::failed("500 Internal Server Error"));
-        let fields = vec![
-            ("Response Status", outcome.status.into()),
-            ("Response Body", outcome.body.into()),
-            ("Number Files Created", outcome.created.into()),
-        ];
-        render_body(format, "extract", fields, &outcome.errors)
+        outcome
+            .unwrap_or_else(|_| Outcome::failed("500 Internal Server Error"))
+            .render(format)
     };
     if let Ok(outcome) = tokio::time::timeout(HEARTBEAT, &mut done_rx).await {
         let (content_type, text) = render(outcome);
-        let mut response = Response::new(body::full(text));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        return Some(response);
+        return Some(answer(content_type, body::full(text)));
     }
-    let (content_type, _) = render_body(format, "extract", vec![], &[]);
+    let (content_type, _) = Outcome::failed("").render(format);
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     tokio::spawn(async move {
         // Swift's first heartbeat: the XML declaration for XML, else a space.
@@ -287,11 +289,23 @@ pub async fn run(request: Request) -> Option<Response<ProxyBody>> {
         let data = rx.recv().await?;
         Some((Ok::<_, BoxError>(Frame::data(data)), rx))
     });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    Some(answer(content_type, StreamBody::new(stream).boxed_unsync()))
+}
+
+fn answer(content_type: &'static str, body: ProxyBody) -> Response<ProxyBody> {
+    let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Some(response)
+    response
+}
+
+/// Swift's answer to a client the cluster does not know (its first container check got 401):
+/// `401 Unauthorized` in the body; `None` for an `Accept` Swift refuses.
+pub fn unauthorized(headers: &HeaderMap) -> Option<Response<ProxyBody>> {
+    let format = pick_format(&Params::default(), headers)?;
+    let (content_type, text) = Outcome::failed("401 Unauthorized").render(format);
+    Some(answer(content_type, body::full(text)))
 }
 
 /// The extraction proper: the archive read on a blocking thread, fed from the client's body,

@@ -541,3 +541,32 @@ fn long_extractions_answer_early_with_whitespace() {
     let r = req("GET", &format!("{url_b}/{fed}/slow"), &token_b, &[], b"");
     assert!(r.body == data, "the object on b");
 }
+
+/// A client the cluster does not know gets Swift's bulk answer (`200`, `401 Unauthorized` in
+/// the body), also when the sidecar's own credentials would reach the target, and nothing is
+/// written anywhere.
+#[test]
+fn unknown_clients_are_refused_in_the_answer_like_swift() {
+    let [a, b] = shared_pair();
+    let u = unique_name("eaauth").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, _) = auth_via(&sidecar, TESTER);
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (url_ref, _) = a.auth("test2:tester", "testing").expect("auth reference");
+    let body = archive(&[file(format!("{u}fed-x/o"), b"data")], "");
+    for accept in [None, Some("application/json"), Some("text/xml")] {
+        let got = extract(&url, "AUTH_tk_not_a_token", "tar", accept, &body);
+        let want = extract(&url_ref, "AUTH_tk_not_a_token", "tar", accept, &body);
+        same_answer(&got, &want, &format!("{accept:?}"));
+        assert!(
+            want.body_text().contains("401 Unauthorized"),
+            "{}",
+            want.body_text()
+        );
+    }
+    let r = req("HEAD", &format!("{url_b}/{u}fed-x"), &token_b, &[], b"");
+    assert_eq!(r.status, 404, "no container made on b");
+}
