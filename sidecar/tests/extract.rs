@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use support::*;
-use swiftfed_tests::{shared_pair, unique_name, venv_bin, HttpResponse};
+use swiftfed_tests::{shared_pair, unique_name, venv_bin, HttpResponse, SwiftCluster};
 
 /// One archive member: name, kind (`file`, `dir`, `symlink`), content, pax headers.
 struct Member<'a> {
@@ -38,7 +38,7 @@ fn archive(members: &[Member<'_>], mode: &str) -> Vec<u8> {
             serde_json::json!({
                 "name": m.name,
                 "kind": m.kind,
-                "data": m.data.iter().map(|b| *b as u32).collect::<Vec<_>>(),
+                "data": m.data.iter().map(|b| format!("{b:02x}")).collect::<String>(),
                 "pax": m.pax.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
             })
         })
@@ -51,7 +51,7 @@ with tarfile.open(fileobj=out, mode="w:" + sys.argv[1], format=tarfile.PAX_FORMA
     for m in spec:
         info = tarfile.TarInfo(m["name"])
         info.pax_headers = m["pax"]
-        data = bytes(m["data"])
+        data = bytes.fromhex(m["data"])
         if m["kind"] == "dir":
             info.type = tarfile.DIRTYPE
             t.addfile(info)
@@ -569,4 +569,82 @@ fn unknown_clients_are_refused_in_the_answer_like_swift() {
     }
     let r = req("HEAD", &format!("{url_b}/{u}fed-x"), &token_b, &[], b"");
     assert_eq!(r.status, 404, "no container made on b");
+}
+
+/// Swift's limits, as the local cluster sets them: more containers to create than
+/// `max_containers_per_extraction` stops the extraction, files above `max_file_size` are 413s,
+/// and `max_failed_extractions` failures stop it. Own local cluster (the limits are small).
+#[test]
+fn swift_limits_apply_across_clusters() {
+    let local = SwiftCluster::builder("ealimits")
+        .bulk("max_containers_per_extraction", 2)
+        .bulk("max_failed_extractions", 3)
+        .constraint("max_file_size", 1024 * 1024)
+        .start()
+        .expect("local cluster");
+    let [_, b] = shared_pair();
+    let u = unique_name("ealim").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(
+        local.proxy_port(),
+        Some(&routing_credentials(1, b, &[&route])),
+    );
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (url_ref, token_ref) = local
+        .auth("test2:tester", "testing")
+        .expect("auth reference");
+
+    // Three containers to create, two allowed: the third stops it.
+    let three = archive(
+        &[
+            file(format!("{u}loc/a"), b"a"),
+            file(format!("{u}fed-1/b"), b"b"),
+            file(format!("{u}fed-2/c"), b"c"),
+            file(format!("{u}fed-1/d"), b"d"),
+        ],
+        "",
+    );
+    let got = extract(&url, &token, "tar", Some("application/json"), &three);
+    let want = extract(
+        &url_ref,
+        &token_ref,
+        "tar",
+        Some("application/json"),
+        &three,
+    );
+    same_answer(&got, &want, "max containers");
+    assert!(
+        want.body_text().contains("More than 2 containers"),
+        "{}",
+        want.body_text()
+    );
+    let r = req("HEAD", &format!("{url_b}/{u}fed-1/b"), &token_b, &[], b"");
+    assert_eq!(r.status, 200, "the entry before the limit landed on b");
+
+    // Four files above max_file_size (413 each, never sent), the third failure stops it.
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let mut members: Vec<Member<'_>> = (0..4)
+        .map(|i| file(format!("{u}fed-3/big{i}"), &big))
+        .collect();
+    members.push(file(format!("{u}fed-3/after"), b"never read"));
+    let body = archive(&members, "gz");
+    let got = extract(&url, &token, "tar.gz", None, &body);
+    let want = extract(&url_ref, &token_ref, "tar.gz", None, &body);
+    same_answer(&got, &want, "max file size, max failures");
+    assert!(
+        want.body_text().contains("413 Request Entity Too Large"),
+        "{}",
+        want.body_text()
+    );
+    let r = req(
+        "HEAD",
+        &format!("{url_b}/{u}fed-3/after"),
+        &token_b,
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "nothing after the last allowed failure");
 }

@@ -26,6 +26,7 @@ pub struct ClusterBuilder {
     token_life: u64,
     ready_timeout: Duration,
     constraints: Vec<(String, String)>,
+    bulk: Vec<(String, String)>,
     keystone: Option<ProxyAuth>,
 }
 
@@ -51,6 +52,13 @@ impl ClusterBuilder {
     /// test large-object limits with small uploads. Shows in `GET /info`.
     pub fn constraint(mut self, name: &str, value: impl ToString) -> Self {
         self.constraints.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A `[filter:bulk]` setting, e.g. `("max_containers_per_extraction", "2")` to test
+    /// extract-archive limits with small archives. Shows in `GET /info`.
+    pub fn bulk(mut self, name: &str, value: impl ToString) -> Self {
+        self.bulk.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -87,6 +95,7 @@ impl SwiftCluster {
             token_life: 86400,
             ready_timeout: DEFAULT_READY_TIMEOUT,
             constraints: Vec::new(),
+            bulk: Vec::new(),
             keystone: None,
         }
     }
@@ -222,7 +231,7 @@ impl SwiftCluster {
             ),
             (
                 "proxy-server.conf",
-                config::proxy_conf(&self.dir, p, &self.auth),
+                config::proxy_conf(&self.dir, p, &self.auth, &opts.bulk),
             ),
         ];
         for (file, text) in files {
