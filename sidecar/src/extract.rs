@@ -411,18 +411,8 @@ impl Extraction {
             let (name, size, meta) = match event {
                 Some(Event::File { name, size, meta }) => (name, size, meta),
                 Some(Event::End) => break,
-                Some(Event::Failed(reason)) => {
-                    if client_failed.load(Ordering::Acquire) {
-                        out.status = "500 Internal Server Error".into();
-                    } else {
-                        out.status = "400 Bad Request".into();
-                        out.body = format!("Invalid Tar File: {reason}");
-                    }
-                    return out;
-                }
-                Some(Event::Data(_)) | None => {
-                    out.status = "500 Internal Server Error".into();
-                    return out;
+                other @ (Some(Event::Failed(_)) | Some(Event::Data(_)) | None) => {
+                    return ended(out, other, client_failed);
                 }
             };
             let mut obj_path: &[u8] = &name;
@@ -439,8 +429,8 @@ impl Extraction {
             };
             if !obj_path.contains(&b'/') {
                 // A file at the top of an account-level archive: no container, ignored.
-                if !drain(&mut events, size).await {
-                    return failed_read(out, client_failed);
+                if let Err(end) = drain(&mut events, size).await {
+                    return ended(out, end, client_failed);
                 }
                 continue;
             }
@@ -450,16 +440,16 @@ impl Extraction {
             else {
                 out.errors
                     .push((quoted(&obj_path), "412 Precondition Failed".into()));
-                if !drain(&mut events, size).await {
-                    return failed_read(out, client_failed);
+                if let Err(end) = drain(&mut events, size).await {
+                    return ended(out, end, client_failed);
                 }
                 continue;
             };
             if size > self.limits.max_file_size {
                 out.errors
                     .push((quoted(&obj_path), "413 Request Entity Too Large".into()));
-                if !drain(&mut events, size).await {
-                    return failed_read(out, client_failed);
+                if let Err(end) = drain(&mut events, size).await {
+                    return ended(out, end, client_failed);
                 }
                 continue;
             }
@@ -497,7 +487,12 @@ impl Extraction {
             accessed.insert(container.to_string());
             let (code, status) = match answer {
                 Ok(answer) => answer,
-                Err(()) => return failed_read(out, client_failed),
+                Err((status, end)) => {
+                    // Swift's PUT of an entry cut short fails; reading on fails the archive.
+                    out.errors.extend(container_failure);
+                    out.errors.push((quoted(&obj_path), status));
+                    return ended(out, end, client_failed);
+                }
             };
             if code.is_success() {
                 out.created += 1;
@@ -612,7 +607,7 @@ impl Extraction {
 
     /// PUTs one entry at `place`, its `size` bytes streamed from `events` as they come. `Err`
     /// when the archive could not be read to the entry's end (the PUT is then cut short, so
-    /// no object is made of a partial entry).
+    /// no object is made of a partial entry), with the entry's status and what ended it.
     async fn put_object(
         &self,
         place: &Place,
@@ -620,7 +615,7 @@ impl Extraction {
         size: u64,
         meta: Vec<(HeaderName, HeaderValue)>,
         events: &mut mpsc::Receiver<Event>,
-    ) -> Result<(StatusCode, String), ()> {
+    ) -> Result<(StatusCode, String), (String, Option<Event>)> {
         let prepared = async {
             let upstream = self.upstream(place)?;
             let (mut headers, endpoint_host) = self.headers_for(place).await?;
@@ -659,10 +654,10 @@ impl Extraction {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "extract-archive: object PUT not sent");
-                if !drain(events, size).await {
-                    return Err(());
-                }
                 let s = StatusCode::SERVICE_UNAVAILABLE;
+                if let Err(end) = drain(events, size).await {
+                    return Err((status_line(s, None), end));
+                }
                 return Ok((s, status_line(s, None)));
             }
         };
@@ -687,7 +682,12 @@ impl Extraction {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(Err("archive ended inside an entry".into())).await;
                 }
-                return Err(());
+                // Swift's proxy answers a PUT whose body breaks off with 500.
+                let status = match answer {
+                    Some(Ok((response, _))) => status_line(response.status(), None),
+                    _ => "500 Internal Error".to_string(),
+                };
+                return Err((status, event));
             };
             left = left.saturating_sub(data.len() as u64);
             if let Some(sender) = &tx {
@@ -724,25 +724,27 @@ impl Extraction {
     }
 }
 
-/// Reads past `size` bytes of an entry; `false` when the archive ended first.
-async fn drain(events: &mut mpsc::Receiver<Event>, size: u64) -> bool {
+/// Reads past `size` bytes of an entry; `Err` with what ended the archive first.
+async fn drain(events: &mut mpsc::Receiver<Event>, size: u64) -> Result<(), Option<Event>> {
     let mut left = size;
     while left > 0 {
         match events.recv().await {
             Some(Event::Data(data)) => left = left.saturating_sub(data.len() as u64),
-            _ => return false,
+            other => return Err(other),
         }
     }
-    true
+    Ok(())
 }
 
-/// The answer when the archive stopped inside an entry: Swift fails the whole request.
-fn failed_read(mut out: Outcome, client_failed: &AtomicBool) -> Outcome {
-    if client_failed.load(Ordering::Acquire) {
-        out.status = "500 Internal Server Error".into();
-    } else {
-        out.status = "400 Bad Request".into();
-        out.body = "Invalid Tar File: unexpected end of data".into();
+/// The answer when the archive could not be read on (`end`: what the reader said): Swift's
+/// `Invalid Tar File` with Python's reason, or 500 when the client's body failed.
+fn ended(mut out: Outcome, end: Option<Event>, client_failed: &AtomicBool) -> Outcome {
+    match end {
+        Some(Event::Failed(reason)) if !client_failed.load(Ordering::Acquire) => {
+            out.status = "400 Bad Request".into();
+            out.body = format!("Invalid Tar File: {reason}");
+        }
+        _ => out.status = "500 Internal Server Error".into(),
     }
     out
 }
@@ -769,12 +771,15 @@ impl Read for ChannelReader {
     }
 }
 
-/// The decompressed stream, counting what it gave and remembering whether it failed (so an
-/// error is told apart from one of the tar parser).
+/// The decompressed stream, counting what it gave. A compressed stream cut short reads as its
+/// end (as Python's `tarfile` reads it: what follows decides whether that is an error); a
+/// corrupt one or a failed client body is an error, remembered as the decompressor's.
 struct Tapped<R> {
     inner: R,
     bytes: u64,
     failed: bool,
+    /// The decompressor refused the stream's header.
+    bad_header: bool,
 }
 
 impl<R: Read> Read for Tapped<R> {
@@ -784,24 +789,62 @@ impl<R: Read> Read for Tapped<R> {
                 self.bytes += n as u64;
                 Ok(n)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.bytes > 0 => Ok(0),
             Err(e) => {
                 self.failed = true;
+                // No gzip header: none at all, or flate2's words for one that is not.
+                self.bad_header = self.bytes == 0
+                    && (e.kind() == std::io::ErrorKind::UnexpectedEof
+                        || e.to_string().contains("gzip header"));
                 Err(e)
             }
         }
     }
 }
 
-/// Swift's reasons (Python's `tarfile` words) for an archive that cannot be read.
-fn reason(compression: Compression, tapped_failed: bool, bytes: u64, in_data: bool) -> String {
-    match (compression, tapped_failed) {
-        (Compression::Gzip, true) if bytes == 0 => "not a gzip file".into(),
-        (Compression::Gzip, true) => "invalid compressed data--format violated".into(),
-        (Compression::Bzip2, true) => "invalid compressed data".into(),
-        _ if bytes == 0 => "empty file".into(),
-        _ if in_data => "unexpected end of data".into(),
-        _ => "invalid header".into(),
-    }
+/// Where the archive reader stopped, for Python's `tarfile` reasons.
+#[derive(Default)]
+struct Position {
+    /// A member header was read.
+    seen: bool,
+    /// Where the last member's data and padding end.
+    expected_end: u64,
+    /// Inside a member's data.
+    in_data: bool,
+}
+
+/// What ends the archive, in Python's `tarfile` terms: after the first member, a header that
+/// is missing, cut or invalid just ends it, data or padding cut short is `unexpected end of
+/// data`; the first header's failures and corrupt compressed data are errors of their own.
+/// `parsed`: the tar reader ended without an error (end blocks, or no more input).
+fn ending(
+    compression: Compression,
+    tapped: &Tapped<Box<dyn Read>>,
+    at: &Position,
+    parsed: bool,
+) -> Event {
+    let reason = if tapped.failed {
+        match compression {
+            Compression::Gzip if tapped.bad_header => "not a gzip file",
+            Compression::Bzip2 if tapped.bytes == 0 => "empty file",
+            _ if at.in_data => "unexpected end of data",
+            _ => "invalid compressed data",
+        }
+    } else if at.in_data || (at.seen && tapped.bytes < at.expected_end) {
+        "unexpected end of data"
+    } else if at.seen || (parsed && tapped.bytes > 0) {
+        return Event::End;
+    } else if tapped.bytes == 0 {
+        match compression {
+            Compression::Gzip => "not a gzip file",
+            _ => "empty file",
+        }
+    } else if tapped.bytes < 512 {
+        "truncated header"
+    } else {
+        "invalid header"
+    };
+    Event::Failed(reason.into())
 }
 
 /// The blocking side: parses the (decompressed) archive and reports its regular files with
@@ -816,12 +859,17 @@ fn read_archive(input: ChannelReader, compression: Compression, events: &mpsc::S
         inner: decoded,
         bytes: 0,
         failed: false,
+        bad_header: false,
     });
-    let mut in_data = false;
-    let result = (|| -> Result<(), std::io::Error> {
+    let mut at = Position::default();
+    // `Ok(false)`: the extraction stopped listening.
+    let result = (|| -> Result<bool, std::io::Error> {
         for entry in archive.entries()? {
             let mut entry = entry?;
             let header = entry.header();
+            at.seen = true;
+            let stored = header.entry_size().unwrap_or(0);
+            at.expected_end = entry.raw_file_position() + stored.div_ceil(512) * 512;
             let kind = header.entry_type();
             let name = entry.path_bytes().into_owned();
             // Python's tarfile: an old-style regular file named with a trailing `/` is a
@@ -840,9 +888,9 @@ fn read_archive(input: ChannelReader, compression: Compression, events: &mpsc::S
                 .blocking_send(Event::File { name, size, meta })
                 .is_err()
             {
-                return Ok(());
+                return Ok(false);
             }
-            in_data = true;
+            at.in_data = true;
             let mut left = size;
             let mut buf = vec![0u8; CHUNK];
             while left > 0 {
@@ -859,22 +907,18 @@ fn read_archive(input: ChannelReader, compression: Compression, events: &mpsc::S
                     .blocking_send(Event::Data(Bytes::copy_from_slice(&buf[..n])))
                     .is_err()
                 {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
-            in_data = false;
+            at.in_data = false;
         }
-        Ok(())
+        Ok(true)
     })();
+    if matches!(result, Ok(false)) {
+        return;
+    }
     let tapped = archive.into_inner();
-    let event = match result {
-        Ok(()) if tapped.bytes == 0 && compression == Compression::Plain => {
-            Event::Failed("empty file".into())
-        }
-        Ok(()) => Event::End,
-        Err(_) => Event::Failed(reason(compression, tapped.failed, tapped.bytes, in_data)),
-    };
-    let _ = events.blocking_send(event);
+    let _ = events.blocking_send(ending(compression, &tapped, &at, result.is_ok()));
 }
 
 /// Swift's `pax_key_to_swift_header`: GNU and BSD tar xattrs `user.mime_type` and
