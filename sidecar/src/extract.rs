@@ -227,6 +227,10 @@ pub struct Request {
     pub compression: Compression,
     pub headers: HeaderMap,
     pub body: BodySlot,
+    /// The local cluster forbade the client to write in the account: clusters reached with the
+    /// sidecar's own credentials are not asked, each request there is the 403 Swift would give
+    /// such a client (the local cluster still answers for its own containers).
+    pub forbidden_remote: bool,
 }
 
 struct Extraction {
@@ -235,6 +239,7 @@ struct Extraction {
     account: String,
     client_headers: HeaderMap,
     limits: Limits,
+    forbidden_remote: bool,
 }
 
 /// Runs an extraction; `None` when Swift should answer the request itself (an `Accept` it
@@ -319,6 +324,7 @@ async fn extract(request: Request) -> Outcome {
         compression,
         headers,
         body,
+        forbidden_remote,
     } = request;
     let limits = limits(&state).await;
     let idle = state.local.timeouts.idle;
@@ -328,6 +334,7 @@ async fn extract(request: Request) -> Outcome {
         account,
         client_headers: headers,
         limits,
+        forbidden_remote,
     };
     let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes, String>>(4);
     let (event_tx, event_rx) = mpsc::channel::<Event>(4);
@@ -560,8 +567,24 @@ impl Extraction {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether requests to `place` are refused without asking (see `Request::forbidden_remote`).
+    fn forbidden(&self, place: &Place) -> Option<(StatusCode, String)> {
+        let credentials = place
+            .cluster
+            .as_ref()
+            .and_then(|c| self.active.clusters.get(c))
+            .is_some_and(|c| c.tokens.is_some());
+        (self.forbidden_remote && credentials).then(|| {
+            let s = StatusCode::FORBIDDEN;
+            (s, status_line(s, None))
+        })
+    }
+
     /// Swift's `create_container`: `Ok(true)` when created, `Ok(false)` when it existed.
     async fn ensure_container(&self, place: &Place) -> Result<bool, (StatusCode, String)> {
+        if let Some(refused) = self.forbidden(place) {
+            return Err(refused);
+        }
         let unavailable = |e: String| {
             tracing::warn!(error = %e, "extract-archive: container check failed");
             let s = StatusCode::SERVICE_UNAVAILABLE;
@@ -616,6 +639,13 @@ impl Extraction {
         meta: Vec<(HeaderName, HeaderValue)>,
         events: &mut mpsc::Receiver<Event>,
     ) -> Result<(StatusCode, String), (String, Option<Event>)> {
+        if let Some((code, status)) = self.forbidden(place) {
+            // Swift refuses such a PUT before reading its body.
+            return match drain(events, size).await {
+                Ok(()) => Ok((code, status)),
+                Err(end) => Err((status, end)),
+            };
+        }
         let prepared = async {
             let upstream = self.upstream(place)?;
             let (mut headers, endpoint_host) = self.headers_for(place).await?;

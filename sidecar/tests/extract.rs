@@ -664,3 +664,40 @@ fn swift_limits_apply_across_clusters() {
     );
     assert_eq!(r.status, 404, "nothing after the last allowed failure");
 }
+
+/// A known client without rights in the account gets Swift's answer for it (`200`, each entry
+/// refused with 403 in the body), also for containers the sidecar reaches with its own
+/// credentials, which are not asked; nothing is written anywhere.
+#[test]
+fn clients_without_rights_get_swifts_per_entry_refusals() {
+    let [a, b] = shared_pair();
+    let u = unique_name("eaforbid").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER2);
+    // The reference: the same user on the same account, straight to one cluster.
+    let (url_a, token_a) = a.auth(TESTER2.0, TESTER2.1).expect("auth a");
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let body = archive(
+        &[
+            file(format!("{u}fed-x/one"), b"1"),
+            file(format!("{u}fed-x/two"), b"2"),
+            file(format!("{u}loc/three"), b"3"),
+        ],
+        "",
+    );
+    for accept in [None, Some("application/json")] {
+        let got = extract(&url, &token, "tar", accept, &body);
+        let want = extract(&url_a, &token_a, "tar", accept, &body);
+        same_answer(&got, &want, &format!("{accept:?}"));
+        assert!(
+            want.body_text().contains("403 Forbidden"),
+            "{}",
+            want.body_text()
+        );
+    }
+    let r = req("HEAD", &format!("{url_b}/{u}fed-x"), &token_b, &[], b"");
+    assert_eq!(r.status, 404, "no container made on b");
+}

@@ -47,8 +47,10 @@ pub(super) async fn bulk_delete(
 
 /// An archive extracted by the sidecar into the clusters its containers live in (`extract`).
 /// With the sidecar's own credentials on any cluster the account's containers may live in,
-/// the local cluster must first allow the client to write in the account (an ACL-only writer
-/// cannot extract there: containers may have to be created).
+/// the local cluster must first allow the client to write in the account (containers may have
+/// to be created): a client it does not allow gets Swift's answer for it, with 403 for every
+/// entry in those clusters (an ACL-only writer included: the safe side) and the local
+/// cluster's own verdicts for its containers.
 pub(super) async fn extract_archive(
     state: &Arc<State>,
     active: &Arc<Active>,
@@ -70,17 +72,23 @@ pub(super) async fn extract_archive(
     let uses_credentials = clusters
         .iter()
         .any(|c| active.clusters.get(*c).is_some_and(|c| c.tokens.is_some()));
+    let mut forbidden_remote = false;
     if uses_credentials {
         if let Err(refusal) = authorize_locally(state, headers, &path.account, &Method::PUT).await {
-            // Swift's bulk middleware tells an unauthenticated client in its answer.
-            if let Refusal::Denied(r) = &refusal {
-                if r.status() == http::StatusCode::UNAUTHORIZED {
+            // Swift's bulk middleware tells a refused client in its answer: an unknown one
+            // at once, a known one without rights entry by entry.
+            match &refusal {
+                Refusal::Denied(r) if r.status() == http::StatusCode::UNAUTHORIZED => {
                     if let Some(answer) = extract::unauthorized(headers) {
                         return Ok(Some(answer));
                     }
+                    return Err(refusal);
                 }
+                Refusal::Denied(r) if r.status() == http::StatusCode::FORBIDDEN => {
+                    forbidden_remote = true;
+                }
+                _ => return Err(refusal),
             }
-            return Err(refusal);
         }
     }
     Ok(extract::run(extract::Request {
@@ -91,6 +99,7 @@ pub(super) async fn extract_archive(
         compression,
         headers: headers.clone(),
         body: body.clone(),
+        forbidden_remote,
     })
     .await)
 }
