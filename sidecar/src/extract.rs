@@ -569,12 +569,7 @@ impl Extraction {
 
     /// Whether requests to `place` are refused without asking (see `Request::forbidden_remote`).
     fn forbidden(&self, place: &Place) -> Option<(StatusCode, String)> {
-        let credentials = place
-            .cluster
-            .as_ref()
-            .and_then(|c| self.active.clusters.get(c))
-            .is_some_and(|c| c.tokens.is_some());
-        (self.forbidden_remote && credentials).then(|| {
+        (self.forbidden_remote && self.tokens_of(place).is_some()).then(|| {
             let s = StatusCode::FORBIDDEN;
             (s, status_line(s, None))
         })
@@ -591,14 +586,16 @@ impl Extraction {
             (s, status_line(s, None))
         };
         let upstream = self.upstream(place).map_err(unavailable)?;
-        let (headers, endpoint_host) = self.headers_for(place).await.map_err(unavailable)?;
         let path = format!(
             "/v1/{}/{}",
             encode_segment(&place.account),
             encode_segment(&place.container)
         );
         let mut last = None;
-        for method in [Method::HEAD, Method::PUT] {
+        let mut renewed = false;
+        let mut methods = vec![Method::PUT, Method::HEAD];
+        while let Some(method) = methods.pop() {
+            let (headers, endpoint_host) = self.headers_for(place).await.map_err(unavailable)?;
             let got = subrequest::fetch(
                 upstream,
                 method.clone(),
@@ -611,6 +608,18 @@ impl Extraction {
                 Ok(answer) => answer.status,
                 Err(e) => e.status(),
             };
+            // The sidecar's own token refused (expired early, the target restarted): once,
+            // a fresh one.
+            if code == StatusCode::UNAUTHORIZED && !renewed {
+                if let (Some(tokens), Some(token)) =
+                    (self.tokens_of(place), headers.get("x-auth-token"))
+                {
+                    tokens.invalidate(token);
+                    renewed = true;
+                    methods.push(method);
+                    continue;
+                }
+            }
             let status = status_line(code, None);
             match (method, code) {
                 (Method::HEAD, c) if c.is_success() => return Ok(false),
@@ -626,6 +635,12 @@ impl Extraction {
             let s = StatusCode::INTERNAL_SERVER_ERROR;
             (s, status_line(s, None))
         }))
+    }
+
+    /// The sidecar's own tokens for `place`'s cluster, if it uses them there.
+    fn tokens_of(&self, place: &Place) -> Option<&crate::auth::TokenSource> {
+        let cluster = place.cluster.as_ref()?;
+        self.active.clusters.get(cluster)?.tokens.as_deref()
     }
 
     /// PUTs one entry at `place`, its `size` bytes streamed from `events` as they come. `Err`

@@ -701,3 +701,58 @@ fn clients_without_rights_get_swifts_per_entry_refusals() {
     let r = req("HEAD", &format!("{url_b}/{u}fed-x"), &token_b, &[], b"");
     assert_eq!(r.status, 404, "no container made on b");
 }
+
+/// A target that forgot the sidecar's token (its cache emptied) refuses it once: the sidecar
+/// fetches a new one and the extraction goes on, the client never sees the 401. Own target
+/// cluster (emptying the shared one's cache would log other tests out).
+#[test]
+fn a_forgotten_sidecar_token_is_renewed() {
+    let [a, _] = shared_pair();
+    let target = SwiftCluster::start("eatoken").expect("target cluster");
+    let u = unique_name("eatok").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(
+        a.proxy_port(),
+        Some(&routing_credentials(1, &target, &[&route])),
+    );
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let fetches = || {
+        sidecar.metric(
+            "swiftfed_sidecar_auth_token_fetches_total",
+            &[("cluster", "b")],
+        )
+    };
+    for (round, forget) in [(1, false), (2, true)] {
+        if forget {
+            target.forget_tokens().expect("flush the target's cache");
+        }
+        let body = archive(&[file(format!("{u}fed-{round}/o"), b"data")], "");
+        let got = extract(&url, &token, "tar", Some("application/json"), &body);
+        let outcome: serde_json::Value =
+            serde_json::from_str(got.body_text().trim_start()).expect("JSON");
+        assert_eq!(
+            outcome["Response Status"],
+            "201 Created",
+            "round {round}: {}",
+            got.body_text()
+        );
+        assert_eq!(fetches(), round as f64, "token fetches after round {round}");
+    }
+    let (url_t, token_t) = target.auth(TESTER.0, TESTER.1).expect("auth target");
+    for round in [1, 2] {
+        let r = req(
+            "GET",
+            &format!("{url_t}/{u}fed-{round}/o"),
+            &token_t,
+            &[],
+            b"",
+        );
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"data"[..]),
+            "round {round}"
+        );
+    }
+}

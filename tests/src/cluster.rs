@@ -163,6 +163,26 @@ impl SwiftCluster {
         self.ports.proxy
     }
 
+    /// Empties the cluster's memcached (`flush_all`): tempauth forgets every token it issued,
+    /// as after a restart of the cache, so tests can watch clients renew theirs.
+    pub fn forget_tokens(&self) -> Result<()> {
+        let fail = |e: std::io::Error| HarnessError::io("memcached flush_all".to_string(), e);
+        let mut stream = TcpStream::connect(("127.0.0.1", self.ports.memcached)).map_err(fail)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(fail)?;
+        stream.write_all(b"flush_all\r\n").map_err(fail)?;
+        let mut answer = [0u8; 4];
+        stream.read_exact(&mut answer).map_err(fail)?;
+        if &answer != b"OK\r\n" {
+            return Err(fail(std::io::Error::other(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&answer)
+            ))));
+        }
+        Ok(())
+    }
+
     /// tempauth v1 endpoint: `http://127.0.0.1:PORT/auth/v1.0`.
     pub fn auth_url(&self) -> String {
         format!("{}/auth/v1.0", self.proxy_url())
