@@ -264,6 +264,7 @@ pub async fn run(request: Request) -> Option<Response<ProxyBody>> {
         let (content_type, text) = render(outcome);
         return Some(answer(content_type, body::full(text)));
     }
+    // The answer's type now, its outcome later.
     let (content_type, _) = Outcome::failed("").render(format);
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     tokio::spawn(async move {
@@ -351,12 +352,12 @@ async fn extract(request: Request) -> Outcome {
     });
     let pumping = async {
         pump(&body, chunk_tx, idle, &client_failed).await;
-        std::future::pending::<()>().await
+        std::future::pending::<std::convert::Infallible>().await
     };
     // The extraction decides when to stop; reading the client stops with it.
     tokio::select! {
         outcome = extraction.consume(&base, event_rx, &client_failed) => outcome,
-        _ = pumping => unreachable!("pumping never ends on its own"),
+        never = pumping => match never {},
     }
 }
 
