@@ -908,6 +908,7 @@ fn read_archive(input: ChannelReader, compression: Compression, events: &mpsc::S
         bad_header: false,
     });
     let mut at = Position::default();
+    let mut buf = vec![0u8; CHUNK];
     // `Ok(false)`: the extraction stopped listening.
     let result = (|| -> Result<bool, std::io::Error> {
         for entry in archive.entries()? {
@@ -938,7 +939,6 @@ fn read_archive(input: ChannelReader, compression: Compression, events: &mpsc::S
             }
             at.in_data = true;
             let mut left = size;
-            let mut buf = vec![0u8; CHUNK];
             while left > 0 {
                 let want = buf.len().min(left as usize);
                 let n = entry.read(&mut buf[..want])?;
