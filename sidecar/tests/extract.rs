@@ -756,3 +756,56 @@ fn a_forgotten_sidecar_token_is_renewed() {
         );
     }
 }
+
+/// Passthrough: the client's own token goes with every container check and entry to the
+/// target (here into a renamed container), and the answer names the client's container.
+#[test]
+fn passthrough_extractions_carry_the_clients_token() {
+    let [a, b] = shared_pair();
+    let u = unique_name("eapass").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}docs\"}}}}, target: {{cluster: b, container: \"{u}renamed\"}}}}"
+    );
+    let sidecar = Sidecar::start(
+        a.proxy_port(),
+        Some(&routing(1, &[b.proxy_url()], &[&route])),
+    );
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (url_ref, token_ref) = b.auth("test2:tester", "testing").expect("auth reference");
+    let url = format!("{}/v1/AUTH_test", sidecar.url());
+    let body = archive(
+        &[
+            file("a.txt".into(), b"first"),
+            file("y".repeat(1100), b"too long a name"),
+        ],
+        "gz",
+    );
+    let got = extract(
+        &format!("{url}/{u}docs/pre"),
+        &token_b,
+        "tar.gz",
+        None,
+        &body,
+    );
+    let want = extract(
+        &format!("{url_ref}/{u}docs/pre"),
+        &token_ref,
+        "tar.gz",
+        None,
+        &body,
+    );
+    same_answer(&got, &want, "passthrough");
+    assert!(
+        want.body_text().contains("Number Files Created: 1"),
+        "{}",
+        want.body_text()
+    );
+    let r = req(
+        "GET",
+        &format!("{url_b}/{u}renamed/pre/a.txt"),
+        &token_b,
+        &[],
+        b"",
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"first"[..]));
+}
