@@ -27,7 +27,7 @@ const MAX_DELETES: usize = 10_000;
 /// Longest body accepted: every line at Swift's longest path (object 1024 + container 256 + 2).
 const MAX_BODY: usize = MAX_DELETES * 1282 * 2;
 /// Python's `quote(name)` (safe `/`), as Swift names failed paths.
-const PATH: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -326,64 +326,94 @@ impl Summary {
     }
 }
 
-/// Swift's bulk answer: always 200, the outcome in the body.
+/// Swift's bulk delete answer: always 200, the outcome in the body.
 fn answer(format: Format, s: Summary) -> Response<ProxyBody> {
-    let (content_type, text) = match format {
+    let fields = vec![
+        ("Response Status", s.status.into()),
+        ("Response Body", s.body.into()),
+        ("Number Deleted", s.deleted.into()),
+        ("Number Not Found", s.not_found.into()),
+    ];
+    render(format, "delete", fields, &s.errors)
+}
+
+/// A bulk middleware answer (`get_heartbeat_response_body`): `fields` in the order Swift's dict
+/// has them (JSON keeps it, plain text and XML sort by key), `errors` as (quoted name, status).
+pub(crate) fn render(
+    format: Format,
+    root_tag: &str,
+    fields: Vec<(&str, serde_json::Value)>,
+    errors: &[(String, String)],
+) -> Response<ProxyBody> {
+    let (content_type, text) = render_body(format, root_tag, fields, errors);
+    let mut response = Response::new(body::full(text));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The content type and body of a bulk answer (see [`render`]).
+pub(crate) fn render_body(
+    format: Format,
+    root_tag: &str,
+    mut fields: Vec<(&str, serde_json::Value)>,
+    errors: &[(String, String)],
+) -> (&'static str, Vec<u8>) {
+    let text_of = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match format {
         Format::Json => {
-            let errors: Vec<serde_json::Value> = s
-                .errors
+            let errors: Vec<serde_json::Value> = errors
                 .iter()
                 .map(|(n, st)| serde_json::json!([n, st]))
                 .collect();
-            let object = Object::from_pairs(vec![
-                ("Response Status".into(), s.status.clone().into()),
-                ("Response Body".into(), s.body.clone().into()),
-                ("Number Deleted".into(), s.deleted.into()),
-                ("Number Not Found".into(), s.not_found.into()),
-                ("Errors".into(), serde_json::Value::Array(errors)),
-            ]);
-            ("application/json", dumps(&object))
+            let mut pairs: Vec<(String, serde_json::Value)> = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            pairs.push(("Errors".into(), serde_json::Value::Array(errors)));
+            ("application/json", dumps(&Object::from_pairs(pairs)))
         }
         Format::Xml(t) => {
-            let mut out = String::from("<delete>\n");
-            for (tag, value) in [
-                ("number_deleted", s.deleted.to_string()),
-                ("number_not_found", s.not_found.to_string()),
-                ("response_body", s.body.clone()),
-                ("response_status", s.status.clone()),
-            ] {
-                out.push_str(&format!("<{tag}>{}</{tag}>\n", xml_escape(&value, false)));
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            let mut out = format!("<{root_tag}>\n");
+            for (key, value) in &fields {
+                let tag = key.replace(' ', "_").to_lowercase();
+                out.push_str(&format!(
+                    "<{tag}>{}</{tag}>\n",
+                    xml_escape(&text_of(value), false)
+                ));
             }
             out.push_str("<errors>\n");
-            for (name, status) in &s.errors {
+            for (name, status) in errors {
                 out.push_str(&format!(
                     "<object><name>{}</name><status>{}</status></object>\n",
                     xml_escape(name, false),
                     xml_escape(status, false)
                 ));
             }
-            out.push_str("</errors>\n</delete>\n");
+            out.push_str(&format!("</errors>\n</{root_tag}>\n"));
             (
                 t.split(';').next().unwrap_or("application/xml"),
                 out.into_bytes(),
             )
         }
         Format::Plain => {
-            let mut out = format!(
-                "Number Deleted: {}\nNumber Not Found: {}\nResponse Body: {}\nResponse Status: {}\nErrors:\n",
-                s.deleted, s.not_found, s.body, s.status
-            );
-            for (name, status) in &s.errors {
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            let mut out = String::new();
+            for (key, value) in &fields {
+                out.push_str(&format!("{key}: {}\n", text_of(value)));
+            }
+            out.push_str("Errors:\n");
+            for (name, status) in errors {
                 out.push_str(&format!("{name}, {status}\n"));
             }
             ("text/plain", out.into_bytes())
         }
-    };
-    let mut response = Response::new(body::full(text));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    }
 }
 
 #[cfg(test)]

@@ -564,6 +564,11 @@ pub async fn run(
 
     // 4. The PUT, its body the source's, streamed.
     authenticate(&dest_hop, &mut sink).await?;
+    if source_length > 0 {
+        // Without the header the destination never answers 100 and the body waits for the
+        // gate's fallback delay.
+        sink.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+    }
     let sink_out = Outgoing {
         method: Method::PUT,
         path_and_query: join_query(dest_hop.path.clone(), &sink_params),

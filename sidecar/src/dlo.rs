@@ -4,7 +4,8 @@
 //! sidecar's ([`MARKER`]) instead, and the sidecar serves `GET`/`HEAD` of it as Swift's DLO
 //! would: segments listed in name order from wherever their container lives, concatenated
 //! (streamed, never buffered), with Swift's DLO ETag (MD5 of the segments' ETags, quoted) and
-//! single `Range`s. `?multipart-manifest=get` shows the manifest as Swift shows one. Manifests
+//! single `Range`s (several ranges get the whole object with 200, as from Swift's DLO).
+//! `?multipart-manifest=get` shows the manifest as Swift shows one. Manifests
 //! whose segments live with them stay Swift's own.
 
 use std::pin::Pin;
@@ -198,7 +199,7 @@ fn wanted(range: Option<&str>, total: u64) -> Wanted {
         return Wanted::Whole;
     };
     if spec.contains(',') {
-        // Several ranges: the whole object (HTTP allows ignoring Range).
+        // Several ranges: Swift's DLO ignores the Range and sends the whole object.
         return Wanted::Whole;
     }
     let Some((a, b)) = spec.trim().split_once('-') else {
@@ -223,10 +224,20 @@ fn wanted(range: Option<&str>, total: u64) -> Wanted {
     }
 }
 
-/// A response body fed by the task that reads the segments.
-struct ChannelBody {
+/// A body of known length fed through a channel (by the task that reads the segments, or by
+/// an archive being extracted); ending short is an error.
+pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, BoxError>>,
     remaining: u64,
+}
+
+impl ChannelBody {
+    pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, BoxError>>, length: u64) -> ChannelBody {
+        ChannelBody {
+            rx,
+            remaining: length,
+        }
+    }
 }
 
 impl Body for ChannelBody {
@@ -244,7 +255,7 @@ impl Body for ChannelBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) if self.remaining > 0 => {
-                Poll::Ready(Some(Err("segment stream ended early".into())))
+                Poll::Ready(Some(Err("stream ended early".into())))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -284,6 +295,9 @@ async fn pump(
                 listing::source_headers(&active, &client_headers, segment.cluster.as_deref())
                     .await
                     .map_err(|e| -> BoxError { e.to_string().into() })?;
+            // The client's Range (copied with its other headers toward the local cluster) is
+            // for the assembled object, never for a segment.
+            headers.remove(header::RANGE);
             if from > 0 || to < segment.bytes - 1 {
                 let range = HeaderValue::from_str(&format!("bytes={from}-{to}"))
                     .map_err(|e| -> BoxError { e.to_string().into() })?;

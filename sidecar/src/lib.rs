@@ -14,6 +14,7 @@ pub mod bulk;
 pub mod config_source;
 pub mod copy;
 pub mod dlo;
+pub mod extract;
 pub mod forward;
 pub mod keystone;
 pub mod labels;

@@ -500,7 +500,7 @@ fn an_expired_client_token_gets_the_local_401() {
 #[test]
 fn an_expired_client_token_is_refused_once_the_authz_cache_lapses() {
     const AUTHZ_CACHE_TTL: Duration = Duration::from_secs(10); // the sidecar's default
-    // Long enough for the token to outlive the uses below on a loaded machine (2 s did not).
+                                                               // Long enough for the token to outlive the uses below on a loaded machine (2 s did not).
     const TOKEN_LIFE: u64 = 6;
     let [_, b] = shared_pair();
     let local = SwiftCluster::builder("cred-expiry-used")

@@ -28,6 +28,7 @@ pub struct ClusterBuilder {
     token_life: u64,
     ready_timeout: Duration,
     constraints: Vec<(String, String)>,
+    bulk: Vec<(String, String)>,
     keystone: Option<ProxyAuth>,
 }
 
@@ -53,6 +54,13 @@ impl ClusterBuilder {
     /// test large-object limits with small uploads. Shows in `GET /info`.
     pub fn constraint(mut self, name: &str, value: impl ToString) -> Self {
         self.constraints.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A `[filter:bulk]` setting, e.g. `("max_containers_per_extraction", "2")` to test
+    /// extract-archive limits with small archives. Shows in `GET /info`.
+    pub fn bulk(mut self, name: &str, value: impl ToString) -> Self {
+        self.bulk.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -89,6 +97,7 @@ impl SwiftCluster {
             token_life: 86400,
             ready_timeout: DEFAULT_READY_TIMEOUT,
             constraints: Vec::new(),
+            bulk: Vec::new(),
             keystone: None,
         }
     }
@@ -154,6 +163,26 @@ impl SwiftCluster {
 
     pub fn proxy_port(&self) -> u16 {
         self.ports.proxy
+    }
+
+    /// Empties the cluster's memcached (`flush_all`): tempauth forgets every token it issued,
+    /// as after a restart of the cache, so tests can watch clients renew theirs.
+    pub fn forget_tokens(&self) -> Result<()> {
+        let fail = |e: std::io::Error| HarnessError::io("memcached flush_all".to_string(), e);
+        let mut stream = TcpStream::connect(("127.0.0.1", self.ports.memcached)).map_err(fail)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(fail)?;
+        stream.write_all(b"flush_all\r\n").map_err(fail)?;
+        let mut answer = [0u8; 4];
+        stream.read_exact(&mut answer).map_err(fail)?;
+        if &answer != b"OK\r\n" {
+            return Err(fail(std::io::Error::other(format!(
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&answer)
+            ))));
+        }
+        Ok(())
     }
 
     /// tempauth v1 endpoint: `http://127.0.0.1:PORT/auth/v1.0`.
@@ -224,7 +253,7 @@ impl SwiftCluster {
             ),
             (
                 "proxy-server.conf",
-                config::proxy_conf(&self.dir, p, &self.auth),
+                config::proxy_conf(&self.dir, p, &self.auth, &opts.bulk),
             ),
         ];
         for (file, text) in files {

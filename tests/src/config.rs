@@ -150,7 +150,12 @@ fn auth_filters(auth: &ProxyAuth) -> (&'static str, String) {
     }
 }
 
-pub(crate) fn proxy_conf(dir: &Path, ports: Ports, auth: &ProxyAuth) -> String {
+pub(crate) fn proxy_conf(
+    dir: &Path,
+    ports: Ports,
+    auth: &ProxyAuth,
+    bulk: &[(String, String)],
+) -> String {
     let (auth_pipeline, auth_sections) = auth_filters(auth);
     let pipeline = PROXY_PIPELINE.replace("{auth}", auth_pipeline);
     let mut conf = default_section(dir, "proxy-server", ports.proxy);
@@ -188,7 +193,13 @@ pub(crate) fn proxy_conf(dir: &Path, ports: Ports, auth: &ProxyAuth) -> String {
         ("dlo", "dlo"),
         ("symlink", "symlink"),
     ] {
-        conf.push_str(&format!("[filter:{section}]\nuse = egg:swift#{egg}\n\n"));
+        conf.push_str(&format!("[filter:{section}]\nuse = egg:swift#{egg}\n"));
+        if section == "bulk" {
+            for (name, value) in bulk {
+                conf.push_str(&format!("{name} = {value}\n"));
+            }
+        }
+        conf.push('\n');
     }
     conf
 }

@@ -1,13 +1,14 @@
 //! What Swift 2.38 + tempauth answers, pinned, because the sidecar's
 //! authorization design (Credentials mode: ask the local cluster first) relies
-//! on it. If a Swift upgrade changes one of these, this test says which.
+//! on it, and how Swift's large objects answer where the sidecar reproduces
+//! them. If a Swift upgrade changes one of these, this test says which.
 //!
 //! Own cluster: it sets an account ACL on AUTH_test, which would change what
 //! test:tester2 may do in concurrent tests on the shared pair.
 
 use std::path::{Path, PathBuf};
 
-use swiftfed_tests::{http_request, SwiftCluster};
+use swiftfed_tests::{http_request, shared_pair, unique_name, SwiftCluster};
 
 struct Who {
     label: &'static str,
@@ -333,4 +334,42 @@ fn tempauth_container_acl_probes() {
     set(&[("X-Remove-Container-Read", "x")]);
     check(&c, &who, "HEAD", &read, [404, 403, 401, 403]);
     check(&c, &who, "HEAD", list, [204, 403, 401, 403]);
+}
+
+/// Several ranges on a DLO: Swift's DLO middleware drops the Range header and answers 200 with
+/// the whole object (`dlo.py`: only a single range is honoured), while a plain object answers
+/// 206 `multipart/byteranges`. The sidecar's cross-cluster DLO does the same.
+#[test]
+fn dlo_multi_range_get_is_the_whole_object() {
+    let [a, _] = shared_pair();
+    let (url, token) = a.auth("test:tester", "testing").unwrap();
+    let c = unique_name("facts-dlo").replace('-', "");
+    let send = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let mut all = vec![("X-Auth-Token", token.as_str())];
+        all.extend_from_slice(headers);
+        http_request(method, &format!("{url}/{c}{path}"), &all, body).unwrap()
+    };
+    assert_eq!(send("PUT", "", &[], b"").status / 100, 2);
+    assert_eq!(send("PUT", "/seg/0", &[], &[b'a'; 100]).status, 201);
+    assert_eq!(send("PUT", "/seg/1", &[], &[b'b'; 100]).status, 201);
+    let manifest = format!("{c}/seg/");
+    let put = send("PUT", "/dlo", &[("X-Object-Manifest", &manifest)], b"");
+    assert_eq!(put.status, 201);
+    let whole: Vec<u8> = [[b'a'; 100], [b'b'; 100]].concat();
+
+    let ranges = [("Range", "bytes=0-9,150-159")];
+    let dlo = send("GET", "/dlo", &ranges, b"");
+    assert_eq!(dlo.status, 200);
+    assert_eq!(dlo.body, whole);
+    assert_eq!(dlo.header("content-range"), None);
+    assert_eq!(dlo.header("content-length"), Some("200"));
+    // A single range is honoured.
+    let one = send("GET", "/dlo", &[("Range", "bytes=95-104")], b"");
+    assert_eq!((one.status, one.body.as_slice()), (206, &whole[95..105]));
+    // A plain object answers the same ranges in several parts.
+    let plain = send("GET", "/seg/0", &[("Range", "bytes=0-9,50-59")], b"");
+    assert_eq!(plain.status, 206);
+    assert!(plain
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("multipart/byteranges")));
 }

@@ -9,7 +9,7 @@ mod routed;
 mod spanning;
 
 use large_objects::{large_object, link_elsewhere};
-use spanning::{bulk_delete, cross_cluster_copy, merged_listing};
+use spanning::{bulk_delete, cross_cluster_copy, extract_archive, merged_listing};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
 use crate::bulk;
 use crate::copy;
 use crate::dlo;
+use crate::extract;
 use crate::listing;
 use crate::metrics::RouteCounters;
 use crate::on_end::OnEnd;
@@ -218,6 +219,15 @@ async fn route_and_send(
             record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
             let copy = cross_cluster_copy(state, active, req.method, &path, &plan, &headers);
             return copy.run(req.query, body).await;
+        }
+    }
+    if let Some(compression) = extract::applies(active, req.method, &path, req.query) {
+        let base = extract::base_of(&path, raw_path);
+        let extracted =
+            extract_archive(state, active, &path, base, compression, &headers, body).await?;
+        if let Some(response) = extracted {
+            record.counters = state.metrics.route_counters("extract-archive", "local");
+            return Ok(ProxyResponse::Local(response));
         }
     }
     if path.container.is_none() {

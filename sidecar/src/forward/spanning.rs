@@ -1,6 +1,6 @@
 //! Requests the sidecar answers by talking to several clusters: copies whose ends live in
-//! different clusters (`copy`), bulk deletes split by route (`bulk`), merged account listings
-//! (`listing`).
+//! different clusters (`copy`), bulk deletes split by route (`bulk`), archives extracted into
+//! containers of several clusters (`extract`), merged account listings (`listing`).
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use super::{swift_error, ProxyResponse, Refusal};
 use crate::body::{BodySlot, ProxyBody};
 use crate::bulk;
 use crate::copy;
+use crate::extract;
 use crate::listing;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
@@ -42,6 +43,65 @@ pub(super) async fn bulk_delete(
     bulk::run(state, active, method, &path.account, headers, body)
         .await
         .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+}
+
+/// An archive extracted by the sidecar into the clusters its containers live in (`extract`).
+/// With the sidecar's own credentials on any cluster the account's containers may live in,
+/// the local cluster must first allow the client to write in the account (containers may have
+/// to be created): a client it does not allow gets Swift's answer for it, with 403 for every
+/// entry in those clusters (an ACL-only writer included: the safe side) and the local
+/// cluster's own verdicts for its containers.
+pub(super) async fn extract_archive(
+    state: &Arc<State>,
+    active: &Arc<Active>,
+    path: &SwiftPath<'_>,
+    base: String,
+    compression: extract::Compression,
+    headers: &HeaderMap,
+    body: &BodySlot,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    let routes = &active.routes;
+    let mut clusters: Vec<&str> = routes
+        .container_routes(&path.account)
+        .iter()
+        .map(|r| r.cluster.as_str())
+        .collect();
+    if let Some(r) = routes.lookup(&path.account, path.container.as_deref()) {
+        clusters.push(&r.cluster);
+    }
+    let uses_credentials = clusters
+        .iter()
+        .any(|c| active.clusters.get(*c).is_some_and(|c| c.tokens.is_some()));
+    let mut forbidden_remote = false;
+    if uses_credentials {
+        if let Err(refusal) = authorize_locally(state, headers, &path.account, &Method::PUT).await {
+            // Swift's bulk middleware tells a refused client in its answer: an unknown one
+            // at once, a known one without rights entry by entry.
+            match &refusal {
+                Refusal::Denied(r) if r.status() == http::StatusCode::UNAUTHORIZED => {
+                    if let Some(answer) = extract::unauthorized(headers) {
+                        return Ok(Some(answer));
+                    }
+                    return Err(refusal);
+                }
+                Refusal::Denied(r) if r.status() == http::StatusCode::FORBIDDEN => {
+                    forbidden_remote = true;
+                }
+                _ => return Err(refusal),
+            }
+        }
+    }
+    Ok(extract::run(extract::Request {
+        state: state.clone(),
+        active: active.clone(),
+        account: path.account.clone(),
+        base,
+        compression,
+        headers: headers.clone(),
+        body: body.clone(),
+        forbidden_remote,
+    })
+    .await)
 }
 
 /// A copy whose ends live in different clusters (`copy`).

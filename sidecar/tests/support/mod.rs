@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod stream;
 pub mod tls;
 
 use std::fs;
