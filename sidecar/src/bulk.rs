@@ -99,6 +99,7 @@ pub async fn run(
     account: &str,
     headers: &HeaderMap,
     client_body: &BodySlot,
+    refused_remote: Option<&str>,
 ) -> Result<Option<Response<ProxyBody>>, BulkError> {
     let Some(format) = pick_format(&Params::default(), headers) else {
         return Ok(None);
@@ -151,7 +152,15 @@ pub async fn run(
     let mut summary = Summary::default();
     let mut any_bad_gateway = false;
     for part in &parts {
-        let got = send_part(state, active, method, headers, part).await?;
+        let uses_credentials = part
+            .cluster
+            .and_then(|c| active.clusters.get(c))
+            .is_some_and(|c| c.tokens.is_some());
+        let got = match refused_remote.filter(|_| uses_credentials) {
+            // The local cluster refused the client: its own credentials are not used for it.
+            Some(status) => Some(PartAnswer::all_failed(part, status)),
+            None => send_part(state, active, method, headers, part).await?,
+        };
         let Some(got) = got else { continue };
         summary.deleted += got.deleted;
         summary.not_found += got.not_found;
@@ -288,22 +297,29 @@ async fn send_part(
             got.status.as_u16(),
             got.status.canonical_reason().unwrap_or("")
         );
-        return Ok(Some(PartAnswer {
-            deleted: 0,
-            not_found: 0,
-            status: status.clone(),
-            body: String::new(),
-            errors: part
-                .client_names
-                .keys()
-                .map(|target| (target.clone(), status.clone()))
-                .collect(),
-        }));
+        return Ok(Some(PartAnswer::all_failed(part, &status)));
     }
     let text = String::from_utf8_lossy(&got.body);
     match serde_json::from_str::<PartAnswer>(text.trim()) {
         Ok(answer) => Ok(Some(answer)),
         Err(_) => Ok(None),
+    }
+}
+
+impl PartAnswer {
+    /// Every name of `part` failed with `status`, as Swift lists each refused delete.
+    fn all_failed(part: &Part<'_>, status: &str) -> PartAnswer {
+        PartAnswer {
+            deleted: 0,
+            not_found: 0,
+            status: status.into(),
+            body: String::new(),
+            errors: part
+                .client_names
+                .keys()
+                .map(|target| (target.clone(), status.into()))
+                .collect(),
+        }
     }
 }
 

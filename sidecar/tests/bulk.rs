@@ -112,3 +112,84 @@ fn bulk_deletes_across_clusters_answer_like_one_cluster() {
         }
     }
 }
+
+/// A client the local cluster refuses gets Swift's bulk answer (200, each path refused in the
+/// body) — `401 Unauthorized` for a client it does not know, `403 Forbidden` for one without
+/// rights — also for paths in clusters reached with the sidecar's own credentials, and
+/// nothing is deleted anywhere.
+#[test]
+fn refused_clients_get_swifts_answer_path_by_path() {
+    let [a, b] = shared_pair();
+    let u = unique_name("bdr").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (_, no_rights) = a.auth("test:tester2", "testing2").expect("auth tester2");
+    // Through the sidecar one path is local and one routed; the reference has both local.
+    let (local, fed, reference) = (format!("{u}local"), format!("{u}fed-x"), format!("{u}ref"));
+    for c in [&local, &fed, &reference] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+        ok(
+            &req("PUT", &format!("{url}/{c}/o"), &token, &[], b"data"),
+            c,
+        );
+    }
+    let json = [
+        ("Content-Type", "text/plain"),
+        ("Accept", "application/json"),
+    ];
+    let answer = |base: &str, tok: &str, second: &str| -> serde_json::Value {
+        let list = format!("/{local}/o\n/{second}/o\n");
+        let r = req(
+            "DELETE",
+            &format!("{base}?bulk-delete"),
+            tok,
+            &json,
+            list.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        serde_json::from_str(r.body_text().trim_start()).expect("a JSON answer")
+    };
+    // Swift deletes concurrently: the errors' order is not part of the answer.
+    let sorted = |mut v: serde_json::Value| {
+        if let Some(errors) = v["Errors"].as_array_mut() {
+            errors.sort_by_key(|e| e.to_string());
+        }
+        v
+    };
+    for (who, tok, status) in [
+        ("unknown", "AUTH_tkbogus", "401 Unauthorized"),
+        ("without rights", no_rights.as_str(), "403 Forbidden"),
+    ] {
+        let want = answer(&url_a, tok, &reference);
+        assert_eq!(
+            want["Errors"].as_array().map(|e| e.len()),
+            Some(2),
+            "reference, {who}: {want}"
+        );
+        assert!(
+            want.to_string().contains(status),
+            "reference, {who}: {want}"
+        );
+        let got = answer(&url, tok, &fed);
+        let want = want.to_string().replace(&reference, &fed);
+        let want = serde_json::from_str(&want).expect("JSON");
+        assert_eq!(sorted(got), sorted(want), "{who}");
+    }
+    for (base, tok, c) in [
+        (&url_a, &token_a, &local),
+        (
+            &b.auth(TESTER.0, TESTER.1).expect("auth b").0,
+            &b.auth(TESTER.0, TESTER.1).expect("auth b").1,
+            &fed,
+        ),
+    ] {
+        ok(
+            &req("HEAD", &format!("{base}/{c}/o"), tok, &[], b""),
+            "still there",
+        );
+    }
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::header::HeaderMap;
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
 
 use super::authorize::authorize_locally;
 use super::{swift_error, ProxyResponse, Refusal};
@@ -37,12 +37,32 @@ pub(super) async fn bulk_delete(
                 .get(&r.cluster)
                 .is_some_and(|c| c.tokens.is_some())
         });
+    let mut refused_remote = None;
     if uses_credentials {
-        authorize_locally(state, headers, &path.account, &Method::DELETE).await?;
+        if let Err(refusal) =
+            authorize_locally(state, headers, &path.account, &Method::DELETE).await
+        {
+            // Swift's bulk middleware tells a refused client in its answer, name by name.
+            refused_remote = match &refusal {
+                Refusal::Denied(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                    Some("401 Unauthorized")
+                }
+                Refusal::Denied(r) if r.status() == StatusCode::FORBIDDEN => Some("403 Forbidden"),
+                _ => return Err(refusal),
+            };
+        }
     }
-    bulk::run(state, active, method, &path.account, headers, body)
-        .await
-        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+    bulk::run(
+        state,
+        active,
+        method,
+        &path.account,
+        headers,
+        body,
+        refused_remote,
+    )
+    .await
+    .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
 }
 
 /// An archive extracted by the sidecar into the clusters its containers live in (`extract`).
