@@ -8,7 +8,9 @@ mod large_objects;
 mod routed;
 mod spanning;
 
-use large_objects::{large_object, link_elsewhere};
+use large_objects::{
+    large_object, link_elsewhere, manifest_delete, manifest_elsewhere, read_manifest,
+};
 use spanning::{bulk_delete, cross_cluster_copy, merged_listing};
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::listing;
 use crate::metrics::RouteCounters;
 use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
+use crate::slo_assembly;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
@@ -162,10 +165,14 @@ struct Req<'a> {
 
 impl Req<'_> {
     fn with_query(&self, path: String) -> String {
-        match self.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        }
+        path_with(self.query, path)
+    }
+}
+
+fn path_with(query: Option<&str>, path: String) -> String {
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 
@@ -287,18 +294,69 @@ async fn send_local(
             return Ok(ProxyResponse::Local(refusal));
         }
     }
+    let here = (None, raw_path);
+    if let Some(r) = manifest_delete(state, active, method, path, query, &headers, here).await? {
+        return Ok(ProxyResponse::Local(r));
+    }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
+    // An SLO manifest naming segments in routed containers: checked and stored by the sidecar.
+    let mut sent_query = query.map(str::to_string);
+    let mut slo_etag = None;
+    let mut expect_continue = expect_continue;
+    let manifest_body;
+    let body = if *method == Method::PUT
+        && path.has_object
+        && crate::slo::is_manifest(query, "put")
+        && !active.routes.container_routes(&path.account).is_empty()
+    {
+        let bytes = read_manifest(body).await?;
+        let client_headers = headers.clone();
+        let bytes =
+            match manifest_elsewhere(state, active, path, None, &client_headers, &bytes).await? {
+                Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
+                Some(Ok(stored)) => {
+                    slo_assembly::storing(&mut headers, &stored);
+                    sent_query = slo_assembly::without_manifest_put(query);
+                    slo_etag = Some(stored.slo_etag);
+                    stored.body
+                }
+                None => bytes,
+            };
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        headers.remove(header::EXPECT);
+        expect_continue = false;
+        manifest_body = BodySlot::from_bytes(bytes.into());
+        &manifest_body
+    } else {
+        body
+    };
     let out = Outgoing {
         method: method.clone(),
-        path_and_query: req.with_query(raw_path.to_string()),
+        path_and_query: path_with(sent_query.as_deref(), raw_path.to_string()),
         headers,
         endpoint_host: false,
         expect_continue,
     };
-    let response = send_timed(&state.local, &out, body, &record.counters).await?;
+    let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
+    if let (Some(etag), ProxyResponse::Upstream { response, .. }) = (&slo_etag, &mut response) {
+        if response.status().is_success() {
+            slo_assembly::stored_answer(response.headers_mut(), etag);
+        }
+    }
     // The headers as sent: on the GET/HEAD this concerns, the client's own.
-    large_object(state, active, method, path, query, &out.headers, response).await
+    let at = (None, raw_path);
+    large_object(
+        state,
+        active,
+        method,
+        path,
+        query,
+        &out.headers,
+        response,
+        at,
+    )
+    .await
 }
 
 fn response_status(r: &ProxyResponse) -> Option<StatusCode> {

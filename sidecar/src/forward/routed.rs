@@ -10,8 +10,12 @@ use super::authorize::{
     acl_only_reaches_beyond, authorize_locally_in, followed_object, is_owner,
     reads_segments_elsewhere,
 };
-use super::large_objects::{large_object, link_elsewhere};
-use super::{response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req};
+use super::large_objects::{
+    large_object, link_elsewhere, manifest_delete, manifest_elsewhere, read_manifest,
+};
+use super::{
+    path_with, response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req,
+};
 use crate::auth::{self, Access};
 use crate::body::{self, BodySlot};
 use crate::dlo;
@@ -19,6 +23,7 @@ use crate::listing;
 use crate::rename::{self, Placement};
 use crate::route_table::{Route, RouteTable};
 use crate::slo;
+use crate::slo_assembly;
 use crate::upstream::Outgoing;
 
 pub(super) async fn send_routed(
@@ -84,17 +89,42 @@ pub(super) async fn send_routed(
             return Ok(ProxyResponse::Local(refusal));
         }
     }
+    let here = (Some(route.cluster.as_str()), target_path.as_str());
+    if let Some(r) =
+        manifest_delete(state, active, method, path, query, &client_headers, here).await?
+    {
+        return Ok(ProxyResponse::Local(r));
+    }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
-    // An SLO manifest into a renaming route: its segment paths are renamed too (`slo`).
+    // An SLO manifest: with segments elsewhere, checked and stored by the sidecar
+    // (`slo_assembly`); into a renaming route, its segment paths renamed (`slo`).
+    let mut sent_query = query.map(str::to_string);
+    let mut slo_etag = None;
     let manifest_body;
     let body = if *method == Method::PUT
         && path.has_object
         && slo::is_manifest(query, "put")
-        && slo::renames(&active.routes, &path.account)
+        && (slo::renames(&active.routes, &path.account)
+            || !active.routes.container_routes(&path.account).is_empty())
     {
-        manifest_body =
-            renamed_manifest(body, &active.routes, &path.account, &dest, &mut headers).await?;
+        let bytes = read_manifest(body).await?;
+        let here = Some(route.cluster.as_str());
+        let bytes = match manifest_elsewhere(state, active, path, here, &client_headers, &bytes)
+            .await?
+        {
+            Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
+            Some(Ok(stored)) => {
+                slo_assembly::storing(&mut headers, &stored);
+                sent_query = slo_assembly::without_manifest_put(query);
+                slo_etag = Some(stored.slo_etag);
+                stored.body
+            }
+            None => slo::rename_put(&bytes, &active.routes, &path.account, &dest).unwrap_or(bytes),
+        };
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        headers.remove(header::EXPECT);
+        manifest_body = BodySlot::from_bytes(bytes.into());
         &manifest_body
     } else {
         body
@@ -159,7 +189,7 @@ pub(super) async fn send_routed(
 
     let out = Outgoing {
         method: method.clone(),
-        path_and_query: req.with_query(target_path),
+        path_and_query: path_with(sent_query.as_deref(), target_path.clone()),
         headers,
         endpoint_host: true,
         expect_continue: upstream_expect,
@@ -271,6 +301,11 @@ pub(super) async fn send_routed(
         return send_timed(&state.local, &out, body, &record.counters).await;
     }
 
+    if let (Some(etag), ProxyResponse::Upstream { response, .. }) = (&slo_etag, &mut response) {
+        if response.status().is_success() {
+            slo_assembly::stored_answer(response.headers_mut(), etag);
+        }
+    }
     if let ProxyResponse::Upstream { response, .. } = &mut response {
         rename::rewrite_response(
             response.headers_mut(),
@@ -296,33 +331,9 @@ pub(super) async fn send_routed(
         query,
         &client_headers,
         response,
+        (Some(route.cluster.as_str()), &target_path),
     )
     .await
-}
-
-/// The client's SLO manifest, read whole (Swift bounds its size) and renamed for the target.
-async fn renamed_manifest(
-    body: &BodySlot,
-    routes: &RouteTable,
-    account: &str,
-    dest: &Placement<'_>,
-    headers: &mut HeaderMap,
-) -> Result<BodySlot, Refusal> {
-    let bytes = body::read_slot(body, slo::MAX_MANIFEST)
-        .await
-        .map_err(Refusal::BadRequest)?
-        .ok_or_else(|| {
-            Refusal::Denied(swift_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "manifest too large",
-            ))
-        })?;
-    let bytes = slo::rename_put(&bytes, routes, account, dest)
-        .map_err(Refusal::BadRequest)?
-        .unwrap_or(bytes);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    headers.remove(header::EXPECT);
-    Ok(BodySlot::from_bytes(bytes.into()))
 }
 
 /// A `?multipart-manifest=get` answer with the client's names (and the ETag of what the
@@ -336,7 +347,8 @@ async fn manifest_names_back(
     let ProxyResponse::Upstream { response, idle } = response else {
         return Ok(response);
     };
-    if response.status() != StatusCode::OK {
+    // The sidecar's stored manifests already hold the client's names.
+    if response.status() != StatusCode::OK || slo_assembly::marker(response.headers()).is_some() {
         return Ok(ProxyResponse::Upstream { response, idle });
     }
     let (mut parts, incoming) = response.into_parts();
