@@ -203,6 +203,7 @@ pub async fn assemble(
         method,
         headers,
         segments,
+        segments::Unsatisfiable::Bare,
     ))
 }
 

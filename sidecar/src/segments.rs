@@ -104,6 +104,25 @@ impl Body for ChannelBody {
     }
 }
 
+/// The client's headers without what would change the answer to a plain read (`Range`,
+/// conditions): the sidecar's own reads of manifests and segments.
+pub fn plain(client_headers: &HeaderMap) -> HeaderMap {
+    let mut h = client_headers.clone();
+    for name in [
+        header::RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+        header::ETAG,
+        header::CONTENT_TYPE,
+        header::EXPECT,
+    ] {
+        h.remove(name);
+    }
+    h
+}
+
 fn boxed(e: impl std::fmt::Display) -> BoxError {
     e.to_string().into()
 }
@@ -180,6 +199,14 @@ async fn pump(
     }
 }
 
+/// How Swift's middleware answers a `Range` beyond the object: DLO with its bare 416 page, SLO
+/// with the object's headers on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unsatisfiable {
+    Bare,
+    WithObjectHeaders,
+}
+
 /// The answer to a `GET`/`HEAD` of the object `segments` make up: `headers` (the object's,
 /// ETag included, without length or range) with the length, status and `Content-Range` of
 /// what the client's `Range` asks for, and the bytes streamed by a task of their own.
@@ -190,6 +217,7 @@ pub fn respond(
     method: &Method,
     mut headers: HeaderMap,
     segments: Vec<Segment>,
+    unsatisfiable: Unsatisfiable,
 ) -> Response<ProxyBody> {
     let total: u64 = segments.iter().map(|s| s.bytes).sum();
     for h in [
@@ -214,15 +242,20 @@ pub fn respond(
         }
         Wanted::Unsatisfiable => {
             // Swift's own 416 page.
-            let mut r = Response::new(crate::body::full(
-                "<html><h1>Requested Range Not Satisfiable</h1>\
-                 <p>The Range requested is not available.</p></html>",
-            ));
+            let page: &'static str = "<html><h1>Requested Range Not Satisfiable</h1>\
+                 <p>The Range requested is not available.</p></html>";
+            let mut r = Response::new(crate::body::full(page));
             *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=UTF-8"),
-            );
+            if unsatisfiable == Unsatisfiable::WithObjectHeaders {
+                *r.headers_mut() = headers;
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+            } else {
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=UTF-8"),
+                );
+            }
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
@@ -238,7 +271,7 @@ pub fn respond(
         tokio::spawn(pump(
             state.clone(),
             active.clone(),
-            client_headers.clone(),
+            plain(client_headers),
             segments,
             start,
             end,

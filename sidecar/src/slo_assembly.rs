@@ -22,7 +22,7 @@ use crate::body::ProxyBody;
 use crate::listing::{self, ListingError};
 use crate::pyformat::{dumps, xml_escape, Object};
 use crate::route_table::RouteTable;
-use crate::segments::{self, Segment};
+use crate::segments::{self, plain, Segment};
 use crate::state::{Active, State};
 use crate::swift_path::encode_segment;
 
@@ -403,25 +403,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The client's headers without what would change the answer to a plain read (`Range`,
-/// conditions): the sidecar's own reads of manifests and segments.
-pub fn plain(client_headers: &HeaderMap) -> HeaderMap {
-    let mut h = client_headers.clone();
-    for name in [
-        header::RANGE,
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-        header::ETAG,
-        header::CONTENT_TYPE,
-        header::EXPECT,
-    ] {
-        h.remove(name);
-    }
-    h
-}
-
 /// The request headers that store a validated manifest in place of the client's body.
 pub fn storing(headers: &mut HeaderMap, stored: &Stored) {
     headers.remove(header::ETAG);
@@ -483,27 +464,27 @@ pub fn segment_names(body: &[u8]) -> Result<Vec<String>, SloError> {
         .collect())
 }
 
-/// Reads a stored manifest (`at`: its cluster and target path) whole.
+/// Reads a stored manifest (in `cluster` at target `path`) with a plain `GET` or `HEAD`.
 pub async fn read_stored(
     state: &State,
     active: &Active,
     client_headers: &HeaderMap,
-    cluster: Option<&str>,
-    path: &str,
-) -> Result<bytes::Bytes, SloError> {
+    (cluster, path): (Option<&str>, &str),
+    method: Method,
+) -> Result<crate::subrequest::Answer, SloError> {
     let answer = listing::send(
         state,
         active,
         &plain(client_headers),
         cluster,
-        Method::GET,
+        method,
         path.to_string(),
     )
     .await?;
     if !answer.status.is_success() {
         return Err(SloError::Stored(format!("answered {}", answer.status)));
     }
-    Ok(answer.body)
+    Ok(answer)
 }
 
 /// Swift's headers for an SLO: size and ETag from the marker, the stored object's own ETag as
@@ -564,7 +545,13 @@ pub async fn assemble(
     };
     if let Some(status) = failed {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-        headers.remove(header::CONTENT_TYPE);
+        if status == StatusCode::PRECONDITION_FAILED {
+            // Swift's 412 page is typed, though empty.
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=UTF-8"),
+            );
+        }
         let mut r = Response::new(crate::body::empty());
         *r.status_mut() = status;
         *r.headers_mut() = headers;
@@ -581,7 +568,11 @@ pub async fn assemble(
     } else {
         let body = match body {
             Some(b) => b,
-            None => read_stored(state, active, client_headers, at.0, at.1).await?,
+            None => {
+                read_stored(state, active, client_headers, at, Method::GET)
+                    .await?
+                    .body
+            }
         };
         parse_stored(&active.routes, account, &body)?
     };
@@ -592,6 +583,7 @@ pub async fn assemble(
         method,
         headers,
         segments,
+        segments::Unsatisfiable::WithObjectHeaders,
     ))
 }
 

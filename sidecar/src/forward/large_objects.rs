@@ -207,23 +207,33 @@ async fn stored_slo(
         && *method == Method::GET
         && !client_headers.contains_key(http::header::RANGE);
     let (parts, incoming) = response.into_parts();
-    let body = if whole {
+    let (headers, body) = if whole {
         let read = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
             .await
             .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?;
-        read.map(bytes::Bytes::from)
+        (parts.headers, read.map(bytes::Bytes::from))
+    } else if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
+        (parts.headers, None)
     } else {
-        None
+        // A 304/412/416 carries its own page's headers, not the object's.
+        let plain = slo_assembly::read_stored(state, active, client_headers, at, method.clone())
+            .await
+            .map_err(failed)?;
+        let body = (*method == Method::GET).then_some(plain.body);
+        (plain.headers, body)
     };
     if slo::is_manifest(query, "get") {
         let body = match body {
             Some(b) => b,
-            None => slo_assembly::read_stored(state, active, client_headers, at.0, at.1)
-                .await
-                .map_err(failed)?,
+            None => {
+                slo_assembly::read_stored(state, active, client_headers, at, Method::GET)
+                    .await
+                    .map_err(failed)?
+                    .body
+            }
         };
         let raw = query.unwrap_or("").split('&').any(|p| p == "format=raw");
-        let mut shown = slo_assembly::show_manifest(&parts.headers, &body, raw).map_err(failed)?;
+        let mut shown = slo_assembly::show_manifest(&headers, &body, raw).map_err(failed)?;
         if *method == Method::HEAD {
             *shown.body_mut() = body::empty();
         }
@@ -235,7 +245,7 @@ async fn stored_slo(
         client_headers,
         &path.account,
         method,
-        &parts.headers,
+        &headers,
         body,
         at,
     )
@@ -303,17 +313,17 @@ pub(super) async fn manifest_delete(
     {
         return Ok(None);
     }
-    let plain = slo_assembly::plain(client_headers);
+    let plain = crate::segments::plain(client_headers);
     let head = crate::listing::send(state, active, &plain, at.0, Method::HEAD, at.1.to_string())
         .await
         .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
     if slo_assembly::marker(&head.headers).is_none() {
         return Ok(None);
     }
-    let stored = slo_assembly::read_stored(state, active, client_headers, at.0, at.1)
+    let stored = slo_assembly::read_stored(state, active, client_headers, at, Method::GET)
         .await
         .map_err(failed)?;
-    let mut names = slo_assembly::segment_names(&stored).map_err(failed)?;
+    let mut names = slo_assembly::segment_names(&stored.body).map_err(failed)?;
     names.extend(path.object_name());
     let mut lines = String::new();
     for name in &names {

@@ -1,0 +1,525 @@
+//! Static Large Objects whose segments live in another cluster than the manifest, through the
+//! real sidecar binary against real Swift: compared with the same SLO inside one cluster
+//! (Swift's own SLO) for the manifest PUT (accepted and refused), GET, HEAD, ranges,
+//! conditions, `?multipart-manifest=get` (and `format=raw`) and `?multipart-manifest=delete`,
+//! both ways (manifest routed and segments local, manifest local and segments routed); and
+//! python-swiftclient's `swift upload --use-slo` into a container whose `_segments` container
+//! a route sends to the other cluster.
+
+mod support;
+
+use md5::{Digest, Md5};
+use support::*;
+use swiftfed_tests::{scratch_dir, shared_pair, swift_cli, unique_name, HttpResponse};
+
+/// What a client sees of a large object that must not depend on where its parts live.
+fn view(r: &HttpResponse) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k.starts_with("x-object-meta-")
+                || [
+                    "content-type",
+                    "content-length",
+                    "content-range",
+                    "etag",
+                    "x-static-large-object",
+                    "x-manifest-etag",
+                ]
+                .contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    out.push(("status".into(), r.status.to_string()));
+    out.sort();
+    out
+}
+
+fn hex_md5(data: &[u8]) -> String {
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// No header of the sidecar's own ever reaches a client.
+fn no_marker(r: &HttpResponse, what: &str) {
+    assert!(
+        !r.headers
+            .iter()
+            .any(|(k, _)| k.to_ascii_lowercase().contains("swiftfed")),
+        "{what}: {:?}",
+        r.headers
+    );
+}
+
+struct Setup {
+    sidecar: Sidecar,
+    url: String,
+    token: String,
+    url_b: String,
+    token_b: String,
+    url_a: String,
+    token_a: String,
+    u: String,
+}
+
+/// A sidecar in front of `a` with containers `<u>man`, `<u>rsegs` and `<u>lman_segments`
+/// routed to `b`.
+fn setup(tag: &str) -> Setup {
+    let [a, b] = shared_pair();
+    let u = unique_name(tag).replace('-', "");
+    let routes = [
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}lman_segments\"}}}}, target: {{cluster: b}}}}"
+        ),
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}man\"}}}}, target: {{cluster: b}}}}"
+        ),
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}rsegs\"}}}}, target: {{cluster: b}}}}"
+        ),
+    ];
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    Setup {
+        sidecar,
+        url,
+        token,
+        url_b,
+        token_b,
+        url_a,
+        token_a,
+        u,
+    }
+}
+
+/// (manifest container, segment container, reference container next to the segments): the
+/// manifest routed with segments local, then the manifest local with segments routed.
+fn cases(u: &str) -> [(String, String, String); 2] {
+    [
+        (format!("{u}man"), format!("{u}segs"), format!("{u}segs")),
+        (format!("{u}lman"), format!("{u}rsegs"), format!("{u}rsegs")),
+    ]
+}
+
+const SIZES: [usize; 3] = [1000, 1000, 500];
+
+/// Segments `seg/000..` in `segs`; the manifest body naming them (the second by a range).
+fn put_segments(s: &Setup, segs: &str) -> (Vec<u8>, String) {
+    let mut whole = Vec::new();
+    let mut manifest = Vec::new();
+    for (i, size) in SIZES.iter().enumerate() {
+        let data = pattern(*size, i as u64 + 3);
+        ok(
+            &req(
+                "PUT",
+                &format!("{}/{segs}/seg/{i:03}", s.url),
+                &s.token,
+                &[],
+                &data,
+            ),
+            "segment",
+        );
+        let mut entry = format!(
+            "{{\"path\": \"/{segs}/seg/{i:03}\", \"etag\": \"{}\", \"size_bytes\": {size}",
+            hex_md5(&data)
+        );
+        if i == 1 {
+            entry.push_str(", \"range\": \"100-899\"");
+            whole.extend_from_slice(&data[100..900]);
+        } else {
+            whole.extend_from_slice(&data);
+        }
+        entry.push('}');
+        manifest.push(entry);
+    }
+    (whole, format!("[{}]", manifest.join(", ")))
+}
+
+fn put_manifest(s: &Setup, at: &str, body: &str, extra: &[(&str, &str)]) -> HttpResponse {
+    let mut headers = vec![
+        ("Content-Type", "text/x-slo"),
+        ("X-Object-Meta-Color", "red"),
+    ];
+    headers.extend_from_slice(extra);
+    req(
+        "PUT",
+        &format!("{}/{at}?multipart-manifest=put", s.url),
+        &s.token,
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn slo_segments_in_another_cluster_read_like_swifts_own() {
+    let s = setup("slo");
+    for (manifest_c, segs, reference_c) in &cases(&s.u) {
+        for c in [manifest_c, segs] {
+            ok(
+                &req("PUT", &format!("{}/{c}", s.url), &s.token, &[], b""),
+                c,
+            );
+        }
+        let (whole, body) = put_segments(&s, segs);
+        let crossed_put = put_manifest(&s, &format!("{manifest_c}/big"), &body, &[]);
+        let single_put = put_manifest(&s, &format!("{reference_c}/ref-big"), &body, &[]);
+        ok(&crossed_put, "cross-cluster manifest");
+        ok(&single_put, "reference manifest");
+        assert_eq!(
+            crossed_put.header("etag"),
+            single_put.header("etag"),
+            "{manifest_c}: the PUT answers the SLO's ETag"
+        );
+        let crossed = format!("{}/{manifest_c}/big", s.url);
+        let single = format!("{}/{reference_c}/ref-big", s.url);
+        let single_etag = req("HEAD", &single, &s.token, &[], b"")
+            .header("etag")
+            .expect("etag")
+            .to_string();
+
+        for (method, headers) in [
+            ("GET", vec![]),
+            ("HEAD", vec![]),
+            ("GET", vec![("Range", "bytes=900-1100")]),
+            ("GET", vec![("Range", "bytes=-100")]),
+            ("GET", vec![("Range", "bytes=2200-")]),
+            ("GET", vec![("Range", "bytes=5000-")]),
+            ("GET", vec![("If-None-Match", single_etag.as_str())]),
+            ("GET", vec![("If-Match", single_etag.as_str())]),
+            ("GET", vec![("If-Match", "\"nope\"")]),
+            ("HEAD", vec![("If-None-Match", "\"nope\"")]),
+        ] {
+            let got = req(method, &crossed, &s.token, &headers, b"");
+            let want = req(method, &single, &s.token, &headers, b"");
+            no_marker(&got, "GET/HEAD");
+            assert_eq!(
+                view(&got),
+                view(&want),
+                "{manifest_c}: {method} {headers:?}"
+            );
+            if want.status / 100 == 2 {
+                assert!(
+                    got.body == want.body,
+                    "{manifest_c}: {method} {headers:?} bytes"
+                );
+            }
+        }
+        assert!(
+            req("GET", &crossed, &s.token, &[], b"").body == whole,
+            "assembled bytes"
+        );
+        for query in [
+            "multipart-manifest=get",
+            "multipart-manifest=get&format=raw",
+        ] {
+            let got = req("GET", &format!("{crossed}?{query}"), &s.token, &[], b"");
+            let want = req("GET", &format!("{single}?{query}"), &s.token, &[], b"");
+            no_marker(&got, query);
+            assert_eq!(view(&got), view(&want), "{manifest_c}: {query}");
+            assert_eq!(got.body_text(), want.body_text(), "{manifest_c}: {query}");
+        }
+    }
+
+    // Where things landed: the routed manifest on b is a plain object holding Swift's manifest
+    // JSON (b's SLO never reads across clusters); the routed segments are on b only.
+    let u = &s.u;
+    let stored = req(
+        "GET",
+        &format!("{}/{u}man/big", s.url_b),
+        &s.token_b,
+        &[],
+        b"",
+    );
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.header("x-static-large-object"), None);
+    assert!(stored
+        .body_text()
+        .contains(&format!("\"/{u}segs/seg/000\"")));
+    let on_b = req(
+        "GET",
+        &format!("{}/{u}rsegs/seg/000", s.url_b),
+        &s.token_b,
+        &[],
+        b"",
+    );
+    assert_eq!(on_b.body, pattern(SIZES[0], 3), "routed segment on b");
+    let on_a = req(
+        "HEAD",
+        &format!("{}/{u}rsegs/seg/000", s.url_a),
+        &s.token_a,
+        &[],
+        b"",
+    );
+    assert_eq!(on_a.status / 100, 4, "the routed segment is not on a");
+    let local_manifest = req(
+        "HEAD",
+        &format!("{}/{u}lman/big", s.url_a),
+        &s.token_a,
+        &[],
+        b"",
+    );
+    assert_eq!(local_manifest.status, 200, "the local manifest on a");
+}
+
+#[test]
+fn slo_manifest_put_refused_like_swifts_own() {
+    let s = setup("slobad");
+    for (manifest_c, segs, reference_c) in &cases(&s.u) {
+        for c in [manifest_c, segs] {
+            ok(
+                &req("PUT", &format!("{}/{c}", s.url), &s.token, &[], b""),
+                c,
+            );
+        }
+        let (_, good) = put_segments(&s, segs);
+        let bad = [
+            // Missing segment, wrong size, wrong etag, unsatisfiable range, empty non-last.
+            format!("[{{\"path\": \"/{segs}/seg/none\"}}, {{\"path\": \"/{segs}/seg/002\"}}]"),
+            format!("[{{\"path\": \"/{segs}/seg/000\", \"size_bytes\": 7}}]"),
+            format!(
+                "[{{\"path\": \"/{segs}/seg/000\", \"etag\": \"{}\"}}]",
+                hex_md5(b"other")
+            ),
+            format!("[{{\"path\": \"/{segs}/seg/000\", \"range\": \"5000-\"}}]"),
+            format!(
+                "[{{\"path\": \"/{segs}/seg/000\", \"size_bytes\": 0}}, {{\"path\": \"/{segs}/seg/002\"}}]"
+            ),
+        ];
+        for body in &bad {
+            for accept in ["text/plain", "application/json"] {
+                let got = put_manifest(&s, &format!("{manifest_c}/x"), body, &[("Accept", accept)]);
+                let want = put_manifest(
+                    &s,
+                    &format!("{reference_c}/ref-x"),
+                    body,
+                    &[("Accept", accept)],
+                );
+                assert_eq!(got.status, want.status, "{manifest_c}: {body}: {accept}");
+                assert_eq!(
+                    got.body_text(),
+                    want.body_text(),
+                    "{manifest_c}: {body}: {accept}"
+                );
+                assert_eq!(
+                    got.header("content-type"),
+                    want.header("content-type"),
+                    "{manifest_c}: {body}: {accept}"
+                );
+            }
+        }
+        // An ETag that is not the SLO's: 422, as Swift.
+        let wrong = [("Etag", "0123456789abcdef0123456789abcdef")];
+        let got = put_manifest(&s, &format!("{manifest_c}/y"), &good, &wrong);
+        let want = put_manifest(&s, &format!("{reference_c}/ref-y"), &good, &wrong);
+        assert_eq!(got.status, 422);
+        assert_eq!(got.status, want.status);
+        // Nothing was stored by the refused PUTs.
+        for o in ["x", "y"] {
+            let r = req(
+                "HEAD",
+                &format!("{}/{manifest_c}/{o}", s.url),
+                &s.token,
+                &[],
+                b"",
+            );
+            assert_eq!(r.status, 404, "{manifest_c}/{o}");
+        }
+    }
+}
+
+#[test]
+fn slo_multipart_delete_removes_segments_in_every_cluster() {
+    let s = setup("slodel");
+    for (manifest_c, segs, reference_c) in &cases(&s.u) {
+        for c in [manifest_c, segs] {
+            ok(
+                &req("PUT", &format!("{}/{c}", s.url), &s.token, &[], b""),
+                c,
+            );
+        }
+        // The reference's segments are copies of their own, in the same container.
+        let ref_segs = reference_c;
+        let (_, body) = put_segments(&s, segs);
+        ok(
+            &put_manifest(&s, &format!("{manifest_c}/big"), &body, &[]),
+            "crossed",
+        );
+        let ref_body = body.replace("/seg/", "/refseg/");
+        for i in 0..SIZES.len() {
+            let from = format!("{segs}/seg/{i:03}");
+            ok(
+                &req(
+                    "PUT",
+                    &format!("{}/{ref_segs}/refseg/{i:03}", s.url),
+                    &s.token,
+                    &[("X-Copy-From", &from)],
+                    b"",
+                ),
+                "reference segment",
+            );
+        }
+        ok(
+            &put_manifest(&s, &format!("{reference_c}/ref-big"), &ref_body, &[]),
+            "reference",
+        );
+        // The second round finds both gone: Swift's answer for a missing manifest.
+        for accept in [None, Some("application/json")] {
+            let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+            let got = req(
+                "DELETE",
+                &format!("{}/{manifest_c}/big?multipart-manifest=delete", s.url),
+                &s.token,
+                &headers,
+                b"",
+            );
+            let want = req(
+                "DELETE",
+                &format!("{}/{reference_c}/ref-big?multipart-manifest=delete", s.url),
+                &s.token,
+                &headers,
+                b"",
+            );
+            assert_eq!(got.status, want.status, "{manifest_c}: {accept:?}");
+            assert_eq!(
+                got.body_text(),
+                want.body_text(),
+                "{manifest_c}: {accept:?}"
+            );
+        }
+        // Segments and manifest are gone wherever they lived.
+        for name in [
+            format!("{segs}/seg/000"),
+            format!("{segs}/seg/001"),
+            format!("{segs}/seg/002"),
+            format!("{manifest_c}/big"),
+        ] {
+            let r = req("HEAD", &format!("{}/{name}", s.url), &s.token, &[], b"");
+            assert_eq!(r.status, 404, "{name} deleted");
+        }
+    }
+    let u = &s.u;
+    for (url, token, name) in [
+        (&s.url_b, &s.token_b, format!("{u}rsegs/seg/000")),
+        (&s.url_b, &s.token_b, format!("{u}man/big")),
+        (&s.url_a, &s.token_a, format!("{u}segs/seg/000")),
+        (&s.url_a, &s.token_a, format!("{u}lman/big")),
+    ] {
+        let r = req("HEAD", &format!("{url}/{name}"), token, &[], b"");
+        assert_eq!(r.status, 404, "{name} gone where it lived");
+    }
+}
+
+#[test]
+fn swiftclient_slo_upload_with_segments_in_another_cluster() {
+    let s = setup("sloup");
+    let u = &s.u;
+    // `<u>lman` is local; a route sends its `_segments` container to b (overriding the
+    // segments-follow-their-container default).
+    let container = format!("{u}lman");
+    let segments = format!("{u}lman_segments");
+    let sidecar = &s.sidecar;
+    let dir = scratch_dir().expect("scratch").join(unique_name("sloup"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let data = pattern((3 << 20) + 12345, 21);
+    let file = dir.join("big.bin");
+    std::fs::write(&file, &data).expect("file");
+    let cli = |args: &[&str]| {
+        let out = swift_cli(&sidecar.auth_url(), TESTER.0, TESTER.1, args).expect("swift cli");
+        assert!(
+            out.status.success(),
+            "swift {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let path = file.to_string_lossy().to_string();
+    cli(&[
+        "upload",
+        "--use-slo",
+        "-S",
+        "1048576",
+        "--object-name",
+        "big.bin",
+        &container,
+        &path,
+    ]);
+
+    // The segments landed on b, the manifest on a.
+    let listed_b = req(
+        "GET",
+        &format!("{}/{segments}?format=json", s.url_b),
+        &s.token_b,
+        &[],
+        b"",
+    );
+    assert_eq!(listed_b.status, 200, "segments container on b");
+    let names: Vec<serde_json::Value> = serde_json::from_slice(&listed_b.body).expect("json");
+    assert_eq!(
+        names.len(),
+        4,
+        "four segments on b: {}",
+        listed_b.body_text()
+    );
+    let on_a = req(
+        "GET",
+        &format!("{}/{segments}", s.url_a),
+        &s.token_a,
+        &[],
+        b"",
+    );
+    assert_eq!(on_a.status, 404, "no segments container on a");
+    let manifest_a = req(
+        "HEAD",
+        &format!("{}/{container}/big.bin", s.url_a),
+        &s.token_a,
+        &[],
+        b"",
+    );
+    assert_eq!(manifest_a.status, 200, "manifest on a");
+
+    let out_file = dir.join("down.bin");
+    let out_name = out_file.to_string_lossy().to_string();
+    let downloaded = cli(&["download", &container, "big.bin", "-o", &out_name]);
+    assert!(
+        std::fs::read(&out_file).expect("downloaded") == data,
+        "downloaded bytes: {downloaded}"
+    );
+    let stat = cli(&["stat", &container, "big.bin"]);
+    assert!(
+        stat.contains(&format!("Content Length: {}", data.len())),
+        "{stat}"
+    );
+    let listed = cli(&["list", &container]);
+    assert_eq!(listed.trim(), "big.bin");
+    cli(&["delete", &container, "big.bin"]);
+    let left = req(
+        "GET",
+        &format!("{}/{segments}?format=json", s.url_b),
+        &s.token_b,
+        &[],
+        b"",
+    );
+    assert!(
+        left.status == 204 || left.body_text().trim() == "[]",
+        "segments deleted on b: {} {}",
+        left.status,
+        left.body_text()
+    );
+    let manifest_a = req(
+        "HEAD",
+        &format!("{}/{container}/big.bin", s.url_a),
+        &s.token_a,
+        &[],
+        b"",
+    );
+    assert_eq!(manifest_a.status, 404, "manifest deleted on a");
+    let _ = std::fs::remove_dir_all(&dir);
+}
