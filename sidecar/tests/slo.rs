@@ -225,6 +225,15 @@ fn slo_segments_in_another_cluster_read_like_swifts_own() {
             assert_eq!(view(&got), view(&want), "{manifest_c}: {query}");
             assert_eq!(got.body_text(), want.body_text(), "{manifest_c}: {query}");
         }
+        // A metadata POST keeps an SLO an SLO (Swift keeps its system metadata).
+        for target in [&crossed, &single] {
+            let post = [("X-Object-Meta-Color", "blue")];
+            ok(&req("POST", target, &s.token, &post, b""), "POST");
+        }
+        let got = req("GET", &crossed, &s.token, &[], b"");
+        let want = req("GET", &single, &s.token, &[], b"");
+        assert_eq!(view(&got), view(&want), "{manifest_c}: after POST");
+        assert!(got.body == whole, "{manifest_c}: assembled after POST");
     }
 
     // Where things landed: the routed manifest on b is a plain object holding Swift's manifest

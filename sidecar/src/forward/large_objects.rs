@@ -339,3 +339,28 @@ pub(super) async fn manifest_delete(
     let body = BodySlot::from_bytes(lines.into());
     bulk_delete(state, active, &Method::DELETE, path, &headers, &body).await
 }
+
+/// On an object `PUT`/`POST`: a client's own SLO marker is dropped; a metadata `POST` to a
+/// stored cross-cluster manifest carries its marker over, as Swift keeps an SLO's system
+/// metadata through a `POST` that replaces the user metadata the marker lives in.
+pub(super) async fn keep_slo_marker(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    headers: &mut HeaderMap,
+    at: At<'_>,
+) -> Result<(), Refusal> {
+    slo_assembly::strip_request(headers);
+    if *method != Method::POST || active.routes.container_routes(&path.account).is_empty() {
+        return Ok(());
+    }
+    let plain = crate::segments::plain(headers);
+    let head = crate::listing::send(state, active, &plain, at.0, Method::HEAD, at.1.to_string())
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    if let Some(marker) = head.headers.get(slo_assembly::MARKER) {
+        headers.insert(slo_assembly::MARKER, marker.clone());
+    }
+    Ok(())
+}

@@ -9,7 +9,8 @@ mod routed;
 mod spanning;
 
 use large_objects::{
-    large_object, link_elsewhere, manifest_delete, manifest_elsewhere, read_manifest,
+    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
+    read_manifest,
 };
 use spanning::{bulk_delete, cross_cluster_copy, merged_listing};
 
@@ -293,6 +294,8 @@ async fn send_local(
         {
             return Ok(ProxyResponse::Local(refusal));
         }
+        let at = (None, raw_path);
+        keep_slo_marker(state, active, method, path, &mut headers, at).await?;
     }
     let here = (None, raw_path);
     if let Some(r) = manifest_delete(state, active, method, path, query, &headers, here).await? {

@@ -11,7 +11,8 @@ use super::authorize::{
     reads_segments_elsewhere,
 };
 use super::large_objects::{
-    large_object, link_elsewhere, manifest_delete, manifest_elsewhere, read_manifest,
+    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
+    read_manifest,
 };
 use super::{
     path_with, response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req,
@@ -88,6 +89,8 @@ pub(super) async fn send_routed(
         {
             return Ok(ProxyResponse::Local(refusal));
         }
+        let at = (Some(route.cluster.as_str()), target_path.as_str());
+        keep_slo_marker(state, active, method, path, &mut headers, at).await?;
     }
     let here = (Some(route.cluster.as_str()), target_path.as_str());
     if let Some(r) =
