@@ -16,6 +16,7 @@ use crate::auth;
 use crate::body::{BodySlot, ProxyBody};
 use crate::dlo;
 use crate::route_table::RouteTable;
+use crate::slo_assembly;
 use crate::state::{Active, State};
 use crate::swift_path::{decode, encode_segment, SwiftPath};
 use crate::symlink;
@@ -350,8 +351,8 @@ pub async fn run(
     if source.status().as_u16() >= 300 {
         return Ok(Outcome::Upstream(source, source_hop.upstream.timeouts.idle));
     }
-    // A source that is one of the sidecar's stand-ins (a link to, or a DLO with segments in,
-    // another cluster) is copied as Swift copies what it stands for: the target's or the
+    // A source that is one of the sidecar's stand-ins (a link to, or a DLO or SLO with
+    // segments in, another cluster) is copied as Swift copies what it stands for: the target's or the
     // assembled content, unless the link or manifest itself is asked for.
     let link_get = params.iter().any(|(k, v)| k == "symlink" && v == "get");
     let source = if symlink::is_link(source.headers()) && !link_get {
@@ -384,6 +385,33 @@ pub async fn run(
             &Method::GET,
             source.headers(),
             &value,
+        )
+        .await
+        .map_err(|e| CopyError::Source(e.status(), e.to_string()))?;
+        if assembled.status().as_u16() >= 300 {
+            return Ok(Outcome::Local(assembled));
+        }
+        let (parts, body) = assembled.into_parts();
+        (parts, BodySlot::from_body(body))
+    } else if slo_assembly::marker(source.headers()).is_some() && !manifest_get {
+        // The stored manifest (small, Swift bounds it) says where the segments are.
+        let (parts, incoming) = source.into_parts();
+        let manifest = crate::body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+            .await
+            .map_err(|e| CopyError::Source(StatusCode::BAD_GATEWAY, e))?
+            .ok_or_else(|| {
+                CopyError::Source(StatusCode::BAD_GATEWAY, "manifest too large".into())
+            })?;
+        let at = (plan.source.cluster.as_deref(), source_hop.path.as_str());
+        let assembled = slo_assembly::assemble(
+            state,
+            active,
+            headers,
+            &plan.source.account,
+            &Method::GET,
+            &parts.headers,
+            Some(manifest.into()),
+            at,
         )
         .await
         .map_err(|e| CopyError::Source(e.status(), e.to_string()))?;

@@ -225,6 +225,40 @@ fn slo_segments_in_another_cluster_read_like_swifts_own() {
             assert_eq!(view(&got), view(&want), "{manifest_c}: {query}");
             assert_eq!(got.body_text(), want.body_text(), "{manifest_c}: {query}");
         }
+        // A server-side copy into the other cluster copies the assembled content, as Swift
+        // copies its own SLO.
+        let copy = |from: &str, to: &str| {
+            let to = format!("{}/{to}", s.url);
+            req("PUT", &to, &s.token, &[("X-Copy-From", from)], b"")
+        };
+        ok(
+            &copy(&format!("{manifest_c}/big"), &format!("{segs}/copy-of-big")),
+            "cross-cluster copy of the SLO",
+        );
+        ok(
+            &copy(
+                &format!("{reference_c}/ref-big"),
+                &format!("{reference_c}/ref-copy"),
+            ),
+            "Swift's copy of its SLO",
+        );
+        let got = req(
+            "GET",
+            &format!("{}/{segs}/copy-of-big", s.url),
+            &s.token,
+            &[],
+            b"",
+        );
+        let want = req(
+            "GET",
+            &format!("{}/{reference_c}/ref-copy", s.url),
+            &s.token,
+            &[],
+            b"",
+        );
+        assert_eq!(view(&got), view(&want), "{manifest_c}: copies");
+        assert!(got.body == whole, "the copy holds the content");
+
         // A metadata POST keeps an SLO an SLO (Swift keeps its system metadata).
         for target in [&crossed, &single] {
             let post = [("X-Object-Meta-Color", "blue")];
