@@ -566,3 +566,55 @@ fn swiftclient_slo_upload_with_segments_in_another_cluster() {
     assert_eq!(manifest_a.status, 404, "manifest deleted on a");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn nested_slo_in_another_cluster_reads_like_swifts_own() {
+    let s = setup("slonest");
+    let u = &s.u;
+    let (local, segs) = (format!("{u}lman"), format!("{u}rsegs"));
+    for c in [&local, &segs] {
+        ok(
+            &req("PUT", &format!("{}/{c}", s.url), &s.token, &[], b""),
+            c,
+        );
+    }
+    let (whole, body) = put_segments(&s, &segs);
+    // Swift's own SLO on b (its segments are there too), then used as a segment elsewhere.
+    ok(&put_manifest(&s, &format!("{segs}/sub"), &body, &[]), "sub");
+    let nested = format!(
+        "[{{\"path\": \"/{segs}/sub\"}}, {{\"path\": \"/{segs}/seg/002\", \"range\": \"-10\"}}]"
+    );
+    ok(
+        &put_manifest(&s, &format!("{local}/nested"), &nested, &[]),
+        "crossed",
+    );
+    ok(
+        &put_manifest(&s, &format!("{segs}/ref-nested"), &nested, &[]),
+        "reference",
+    );
+    let crossed = format!("{}/{local}/nested", s.url);
+    let single = format!("{}/{segs}/ref-nested", s.url);
+    for (method, headers, query) in [
+        ("GET", vec![], ""),
+        ("HEAD", vec![], ""),
+        ("GET", vec![("Range", "bytes=2000-2305")], ""),
+        ("GET", vec![], "?multipart-manifest=get"),
+    ] {
+        let got = req(
+            method,
+            &format!("{crossed}{query}"),
+            &s.token,
+            &headers,
+            b"",
+        );
+        let want = req(method, &format!("{single}{query}"), &s.token, &headers, b"");
+        assert_eq!(view(&got), view(&want), "{method} {headers:?} {query}");
+        assert!(got.body == want.body, "{method} {headers:?} {query}: bytes");
+    }
+    let mut expected = whole.clone();
+    expected.extend_from_slice(&pattern(SIZES[2], 5)[SIZES[2] - 10..]);
+    assert!(
+        req("GET", &crossed, &s.token, &[], b"").body == expected,
+        "nested bytes"
+    );
+}

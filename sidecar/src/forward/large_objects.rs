@@ -31,6 +31,7 @@ fn failed(e: SloError) -> Refusal {
 
 /// A `GET`/`HEAD` answered with a cross-cluster DLO manifest is answered with the object it
 /// stands for (`dlo`), or with the manifest as Swift shows one for `?multipart-manifest=get`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn large_object(
     state: &Arc<State>,
     active: &Arc<Active>,
