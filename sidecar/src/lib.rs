@@ -27,6 +27,7 @@ pub mod segments;
 pub mod server;
 pub mod slo;
 pub mod slo_assembly;
+pub mod slo_put;
 pub mod state;
 pub mod subrequest;
 pub mod swift_path;

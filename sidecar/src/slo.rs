@@ -34,7 +34,7 @@ fn split(path: &str) -> Option<(&str, &str)> {
 }
 
 /// The manifest body for the target (every segment in `dest`'s cluster, see
-/// `slo_assembly::crosses`); `None` when nothing changes. Bodies that are not a JSON list are
+/// `slo_put::crosses`); `None` when nothing changes. Bodies that are not a JSON list are
 /// left for Swift to refuse.
 pub fn rename_put(
     body: &[u8],

@@ -17,7 +17,8 @@ use super::{swift_error, ProxyResponse, Refusal};
 use crate::body::{self, BodySlot, ProxyBody};
 use crate::dlo;
 use crate::slo;
-use crate::slo_assembly::{self, SloError, Stored};
+use crate::slo_assembly::{self, SloError};
+use crate::slo_put::{self, Stored};
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::symlink;
@@ -266,12 +267,12 @@ pub(super) async fn manifest_elsewhere(
     client_headers: &HeaderMap,
     manifest: &[u8],
 ) -> Result<Option<Result<Stored, Response<ProxyBody>>>, Refusal> {
-    if !slo_assembly::crosses(manifest, &active.routes, &path.account, dest_cluster) {
+    if !slo_put::crosses(manifest, &active.routes, &path.account, dest_cluster) {
         return Ok(None);
     }
     authorize_segments(state, active, client_headers, &path.account).await?;
     let name = path.object_name().unwrap_or_default();
-    let checked = slo_assembly::validate(
+    let checked = slo_put::validate(
         state,
         active,
         client_headers,

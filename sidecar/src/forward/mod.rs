@@ -32,7 +32,7 @@ use crate::listing;
 use crate::metrics::RouteCounters;
 use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
-use crate::slo_assembly;
+use crate::slo_put;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
@@ -319,8 +319,8 @@ async fn send_local(
             match manifest_elsewhere(state, active, path, None, &client_headers, &bytes).await? {
                 Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
                 Some(Ok(stored)) => {
-                    slo_assembly::storing(&mut headers, &stored);
-                    sent_query = slo_assembly::without_manifest_put(query);
+                    slo_put::storing(&mut headers, &stored);
+                    sent_query = slo_put::without_manifest_put(query);
                     slo_etag = Some(stored.slo_etag);
                     stored.body
                 }
@@ -344,7 +344,7 @@ async fn send_local(
     let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
     if let (Some(etag), ProxyResponse::Upstream { response, .. }) = (&slo_etag, &mut response) {
         if response.status().is_success() {
-            slo_assembly::stored_answer(response.headers_mut(), etag);
+            slo_put::stored_answer(response.headers_mut(), etag);
         }
     }
     // The headers as sent: on the GET/HEAD this concerns, the client's own.

@@ -25,6 +25,7 @@ use crate::rename::{self, Placement};
 use crate::route_table::{Route, RouteTable};
 use crate::slo;
 use crate::slo_assembly;
+use crate::slo_put;
 use crate::upstream::Outgoing;
 
 pub(super) async fn send_routed(
@@ -118,8 +119,8 @@ pub(super) async fn send_routed(
         {
             Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
             Some(Ok(stored)) => {
-                slo_assembly::storing(&mut headers, &stored);
-                sent_query = slo_assembly::without_manifest_put(query);
+                slo_put::storing(&mut headers, &stored);
+                sent_query = slo_put::without_manifest_put(query);
                 slo_etag = Some(stored.slo_etag);
                 stored.body
             }
@@ -306,7 +307,7 @@ pub(super) async fn send_routed(
 
     if let (Some(etag), ProxyResponse::Upstream { response, .. }) = (&slo_etag, &mut response) {
         if response.status().is_success() {
-            slo_assembly::stored_answer(response.headers_mut(), etag);
+            slo_put::stored_answer(response.headers_mut(), etag);
         }
     }
     if let ProxyResponse::Upstream { response, .. } = &mut response {
