@@ -459,15 +459,22 @@ fn slo_multipart_delete_removes_segments_in_every_cluster() {
     }
 }
 
-#[test]
-fn swiftclient_slo_upload_with_segments_in_another_cluster() {
-    let s = setup("sloup");
-    let u = &s.u;
-    // `<u>lman` is local; a route sends its `_segments` container to b (overriding the
-    // segments-follow-their-container default).
-    let container = format!("{u}lman");
-    let segments = format!("{u}lman_segments");
-    let sidecar = &s.sidecar;
+/// Storage URL and token of one cluster, read directly.
+type Direct<'a> = (&'a str, &'a str);
+
+/// python-swiftclient as a new user runs it through `sidecar`: `swift upload --use-slo -S 1 MiB`
+/// into `container`, whose `_segments` container a route sends elsewhere; then where the bytes
+/// landed (`manifest_at`, `segments_at`; nothing in a third cluster `neither`), `swift download` (md5 checked
+/// by the client, bytes compared), `swift stat`, `swift list` and `swift delete` (segments
+/// gone where they lived).
+fn swift_upload_round_trip(
+    sidecar: &Sidecar,
+    container: &str,
+    manifest_at: Direct<'_>,
+    segments_at: Direct<'_>,
+    neither: Option<Direct<'_>>,
+) {
+    let segments = format!("{container}_segments");
     let dir = scratch_dir().expect("scratch").join(unique_name("sloup"));
     std::fs::create_dir_all(&dir).expect("dir");
     let data = pattern((3 << 20) + 12345, 21);
@@ -491,80 +498,113 @@ fn swiftclient_slo_upload_with_segments_in_another_cluster() {
         "1048576",
         "--object-name",
         "big.bin",
-        &container,
+        container,
         &path,
     ]);
 
-    // The segments landed on b, the manifest on a.
-    let listed_b = req(
-        "GET",
-        &format!("{}/{segments}?format=json", s.url_b),
-        &s.token_b,
-        &[],
-        b"",
-    );
-    assert_eq!(listed_b.status, 200, "segments container on b");
-    let names: Vec<serde_json::Value> = serde_json::from_slice(&listed_b.body).expect("json");
+    let direct = |(url, token): Direct<'_>, method: &str, path: &str| {
+        req(method, &format!("{url}/{path}"), token, &[], b"")
+    };
+    let listed = direct(segments_at, "GET", &format!("{segments}?format=json"));
+    assert_eq!(listed.status, 200, "segments container where routed");
+    let names: Vec<serde_json::Value> = serde_json::from_slice(&listed.body).expect("json");
+    assert_eq!(names.len(), 4, "four segments: {}", listed.body_text());
+    let manifest = format!("{container}/big.bin");
     assert_eq!(
-        names.len(),
-        4,
-        "four segments on b: {}",
-        listed_b.body_text()
+        direct(manifest_at, "HEAD", &manifest).status,
+        200,
+        "manifest"
     );
-    let on_a = req(
-        "GET",
-        &format!("{}/{segments}", s.url_a),
-        &s.token_a,
-        &[],
-        b"",
+    assert_eq!(
+        direct(manifest_at, "GET", &segments).status,
+        404,
+        "no segments there"
     );
-    assert_eq!(on_a.status, 404, "no segments container on a");
-    let manifest_a = req(
-        "HEAD",
-        &format!("{}/{container}/big.bin", s.url_a),
-        &s.token_a,
-        &[],
-        b"",
-    );
-    assert_eq!(manifest_a.status, 200, "manifest on a");
+    if let Some(neither) = neither {
+        assert_eq!(
+            direct(neither, "GET", &segments).status,
+            404,
+            "no segments elsewhere"
+        );
+        assert_eq!(
+            direct(neither, "HEAD", &manifest).status / 100,
+            4,
+            "nor manifest"
+        );
+    }
 
     let out_file = dir.join("down.bin");
     let out_name = out_file.to_string_lossy().to_string();
-    let downloaded = cli(&["download", &container, "big.bin", "-o", &out_name]);
+    let downloaded = cli(&["download", container, "big.bin", "-o", &out_name]);
     assert!(
         std::fs::read(&out_file).expect("downloaded") == data,
         "downloaded bytes: {downloaded}"
     );
-    let stat = cli(&["stat", &container, "big.bin"]);
+    let stat = cli(&["stat", container, "big.bin"]);
     assert!(
         stat.contains(&format!("Content Length: {}", data.len())),
         "{stat}"
     );
-    let listed = cli(&["list", &container]);
+    let listed = cli(&["list", container]);
     assert_eq!(listed.trim(), "big.bin");
-    cli(&["delete", &container, "big.bin"]);
-    let left = req(
-        "GET",
-        &format!("{}/{segments}?format=json", s.url_b),
-        &s.token_b,
-        &[],
-        b"",
-    );
+    cli(&["delete", container, "big.bin"]);
+    let left = direct(segments_at, "GET", &format!("{segments}?format=json"));
     assert!(
         left.status == 204 || left.body_text().trim() == "[]",
-        "segments deleted on b: {} {}",
+        "segments deleted where they lived: {} {}",
         left.status,
         left.body_text()
     );
-    let manifest_a = req(
-        "HEAD",
-        &format!("{}/{container}/big.bin", s.url_a),
-        &s.token_a,
-        &[],
-        b"",
+    assert_eq!(
+        direct(manifest_at, "HEAD", &manifest).status,
+        404,
+        "manifest deleted"
     );
-    assert_eq!(manifest_a.status, 404, "manifest deleted on a");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn swiftclient_slo_upload_with_segments_in_another_cluster() {
+    let s = setup("sloup");
+    // `<u>lman` is local; a route sends its `_segments` container to b (overriding the
+    // segments-follow-their-container default).
+    swift_upload_round_trip(
+        &s.sidecar,
+        &format!("{}lman", s.u),
+        (&s.url_a, &s.token_a),
+        (&s.url_b, &s.token_b),
+        None,
+    );
+}
+
+/// Three clusters: the container routed to b, its `_segments` container routed to c, nothing
+/// on the local one.
+#[test]
+fn swiftclient_slo_upload_with_container_and_segments_in_two_other_clusters() {
+    let [a, b] = shared_pair();
+    let c = swiftfed_tests::SwiftCluster::start("c").expect("cluster c");
+    let u = unique_name("slo3").replace('-', "");
+    let routes = [
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}\"}}}}, target: {{cluster: b}}}}"
+        ),
+        format!(
+            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}_segments\"}}}}, target: {{cluster: c}}}}"
+        ),
+    ];
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let table = routing_credentials_in(1, &[("b", b), ("c", &c)], &routes);
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&table));
+    let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
+    let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
+    let (url_c, token_c) = c.auth(TESTER.0, TESTER.1).expect("auth c");
+    swift_upload_round_trip(
+        &sidecar,
+        &u,
+        (&url_b, &token_b),
+        (&url_c, &token_c),
+        Some((&url_a, &token_a)),
+    );
 }
 
 #[test]
