@@ -203,7 +203,7 @@ pub async fn assemble(
         method,
         headers,
         segments,
-        segments::Unsatisfiable::Bare,
+        segments::Flavour::Dlo,
     ))
 }
 

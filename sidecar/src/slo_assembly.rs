@@ -271,7 +271,7 @@ pub async fn assemble(
         method,
         headers,
         segments,
-        segments::Unsatisfiable::WithObjectHeaders,
+        segments::Flavour::Slo,
     ))
 }
 

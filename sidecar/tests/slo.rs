@@ -37,6 +37,25 @@ fn view(r: &HttpResponse) -> Vec<(String, String)> {
     out
 }
 
+/// The answer with a `multipart/byteranges` boundary (random, Swift's and the sidecar's alike)
+/// replaced by a fixed one, in the content type and the body.
+fn without_boundary(r: &HttpResponse) -> HttpResponse {
+    let mut r = r.clone();
+    let boundary = r
+        .header("content-type")
+        .and_then(|t| t.split_once("boundary="))
+        .map(|(_, b)| b.to_string());
+    if let Some(b) = boundary.filter(|b| !b.is_empty()) {
+        for (_, v) in r.headers.iter_mut() {
+            *v = v.replace(&b, "BOUNDARY");
+        }
+        r.body = String::from_utf8_lossy(&r.body)
+            .replace(&b, "BOUNDARY")
+            .into_bytes();
+    }
+    r
+}
+
 fn hex_md5(data: &[u8]) -> String {
     Md5::digest(data)
         .iter()
@@ -191,13 +210,16 @@ fn slo_segments_in_another_cluster_read_like_swifts_own() {
             ("GET", vec![("Range", "bytes=-100")]),
             ("GET", vec![("Range", "bytes=2200-")]),
             ("GET", vec![("Range", "bytes=5000-")]),
+            ("GET", vec![("Range", "bytes=0-9,1500-1600,-5")]),
+            ("GET", vec![("Range", "bytes=0-9,5000-")]),
+            ("HEAD", vec![("Range", "bytes=10-19")]),
             ("GET", vec![("If-None-Match", single_etag.as_str())]),
             ("GET", vec![("If-Match", single_etag.as_str())]),
             ("GET", vec![("If-Match", "\"nope\"")]),
             ("HEAD", vec![("If-None-Match", "\"nope\"")]),
         ] {
-            let got = req(method, &crossed, &s.token, &headers, b"");
-            let want = req(method, &single, &s.token, &headers, b"");
+            let got = without_boundary(&req(method, &crossed, &s.token, &headers, b""));
+            let want = without_boundary(&req(method, &single, &s.token, &headers, b""));
             no_marker(&got, "GET/HEAD");
             assert_eq!(
                 view(&got),

@@ -214,10 +214,11 @@ async fn stored_slo(
             .await
             .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?;
         (parts.headers, read.map(bytes::Bytes::from))
-    } else if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
+    } else if status == StatusCode::OK {
         (parts.headers, None)
     } else {
-        // A 304/412/416 carries its own page's headers, not the object's.
+        // A 206/304/412/416 of the stored form carries its own framing's headers (a
+        // multipart content type, a page's), not the object's.
         let plain = slo_assembly::read_stored(state, active, client_headers, at, method.clone())
             .await
             .map_err(failed)?;
