@@ -8,6 +8,7 @@
 //! Swift shows it, and `?multipart-manifest=delete` gets the names to delete in every cluster
 //! (`forward::large_objects` with `bulk`). The marker never reaches a client.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -25,6 +26,8 @@ use crate::swift_path::encode_segment;
 
 /// Where a cross-cluster SLO keeps `<size> <SLO etag>`; its presence makes the object one.
 pub const MARKER: &str = "x-object-meta-swiftfed-slo";
+/// Swift's bound on the segments waiting to be deleted (ten manifests' worth).
+const MAX_BUFFERED: usize = 10_000;
 /// Python's `quote` (safe `/`), as Swift names problem segments.
 const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -142,14 +145,68 @@ fn parse_stored(routes: &RouteTable, account: &str, body: &[u8]) -> Result<Vec<S
         .collect()
 }
 
-/// The client names of the objects a stored manifest lists (for `multipart-manifest=delete`).
-pub fn segment_names(body: &[u8]) -> Result<Vec<String>, SloError> {
+/// The `name`s of a manifest's segments, each with whether it is itself a Swift SLO.
+fn entries(body: &[u8]) -> Result<Vec<(String, bool)>, SloError> {
     let records: Vec<Object> =
         serde_json::from_slice(body).map_err(|e| SloError::Stored(e.to_string()))?;
     Ok(records
         .iter()
-        .filter_map(|r| r.name().map(str::to_string))
+        .filter_map(|r| {
+            let sub = r.get("sub_slo").and_then(|v| v.as_bool()) == Some(true);
+            r.name().map(|n| (n.to_string(), sub))
+        })
         .collect())
+}
+
+/// The segments of the Swift SLO `name` (client names), read where it lives; `None` when it
+/// cannot be read (it is then deleted as it is).
+async fn sub_entries(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    account: &str,
+    name: &str,
+) -> Option<Vec<(String, bool)>> {
+    let (container, object) = split(name)?;
+    let at = locate(&active.routes, account, container, object);
+    let path = format!("{}?multipart-manifest=get", at.path);
+    let cluster = at.cluster.as_deref();
+    let got = listing::send(state, active, client_headers, cluster, Method::GET, path).await;
+    let got = got.ok().filter(|a| a.status.is_success())?;
+    let body = match (cluster, active.routes.lookup(account, Some(container))) {
+        (Some(cluster), Some(route)) => {
+            let target = route.target(account, Some(container)).account;
+            crate::slo::rename_get(&got.body, &active.routes, cluster, &target)
+        }
+        _ => None,
+    };
+    entries(body.as_deref().unwrap_or(&got.body)).ok()
+}
+
+/// Everything `?multipart-manifest=delete` of the stored manifest `manifest` (its `body`)
+/// deletes, in Swift's order: its segments, itself, then the segments of the Swift SLOs among
+/// them, each such SLO after its own segments.
+pub async fn names_to_delete(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    account: &str,
+    manifest: String,
+    body: &[u8],
+) -> Result<Vec<String>, SloError> {
+    let mut pending: VecDeque<(String, bool)> = entries(body)?.into();
+    pending.push_back((manifest, false));
+    let mut out = Vec::new();
+    while let Some((name, sub)) = pending.pop_front() {
+        if sub && pending.len() < MAX_BUFFERED {
+            let found = sub_entries(state, active, client_headers, account, &name).await;
+            pending.extend(found.unwrap_or_default());
+            pending.push_back((name, false));
+            continue;
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 /// Reads a stored manifest (in `cluster` at target `path`) with a plain `GET` or `HEAD`.

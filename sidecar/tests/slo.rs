@@ -679,4 +679,58 @@ fn nested_slo_in_another_cluster_reads_like_swifts_own() {
         req("GET", &crossed, &s.token, &[], b"").body == expected,
         "nested bytes"
     );
+
+    // `?multipart-manifest=delete` goes into the nested SLO as Swift's does; the reference is
+    // a copy of the whole tree inside b.
+    for i in 0..SIZES.len() {
+        let from = format!("{segs}/seg/{i:03}");
+        let to = format!("{}/{segs}/refseg/{i:03}", s.url);
+        ok(
+            &req("PUT", &to, &s.token, &[("X-Copy-From", &from)], b""),
+            "copy",
+        );
+    }
+    let ref_sub = body.replace("/seg/", "/refseg/");
+    ok(
+        &put_manifest(&s, &format!("{segs}/ref-sub"), &ref_sub, &[]),
+        "ref sub",
+    );
+    let ref_nested = nested
+        .replace("/sub", "/ref-sub")
+        .replace("/seg/", "/refseg/");
+    ok(
+        &put_manifest(&s, &format!("{segs}/ref-nested2"), &ref_nested, &[]),
+        "reference tree",
+    );
+    let delete = |url: &str| {
+        let url = format!("{url}?multipart-manifest=delete");
+        req(
+            "DELETE",
+            &url,
+            &s.token,
+            &[("Accept", "application/json")],
+            b"",
+        )
+    };
+    let got = delete(&crossed);
+    let want = delete(&format!("{}/{segs}/ref-nested2", s.url));
+    assert_eq!(got.status, want.status);
+    assert_eq!(got.body_text(), want.body_text(), "nested delete");
+    for name in [
+        format!("{segs}/sub"),
+        format!("{segs}/seg/000"),
+        format!("{segs}/seg/001"),
+        format!("{segs}/seg/002"),
+    ] {
+        let r = req("HEAD", &format!("{}/{name}", s.url_b), &s.token_b, &[], b"");
+        assert_eq!(r.status, 404, "{name} deleted on b");
+    }
+    let r = req(
+        "HEAD",
+        &format!("{}/{local}/nested", s.url_a),
+        &s.token_a,
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "the manifest deleted on a");
 }

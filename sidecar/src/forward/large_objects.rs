@@ -326,8 +326,18 @@ pub(super) async fn manifest_delete(
     let stored = slo_assembly::read_stored(state, active, client_headers, at, Method::GET)
         .await
         .map_err(failed)?;
-    let mut names = slo_assembly::segment_names(&stored.body).map_err(failed)?;
-    names.extend(path.object_name());
+    let plain_get = crate::segments::plain(client_headers);
+    let manifest = path.object_name().unwrap_or_default();
+    let names = slo_assembly::names_to_delete(
+        state,
+        active,
+        &plain_get,
+        &path.account,
+        manifest,
+        &stored.body,
+    )
+    .await
+    .map_err(failed)?;
     let mut lines = String::new();
     for name in &names {
         lines.push_str(&slo_assembly::quote(name));
