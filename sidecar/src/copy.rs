@@ -85,6 +85,65 @@ pub fn plan(
     raw_path: &str,
     headers: &HeaderMap,
 ) -> Option<Plan> {
+    ends(routes, method, path, raw_path, headers).filter(|p| p.source.cluster != p.dest.cluster)
+}
+
+/// The two ends of a copy inside one cluster, in an account with routed containers, unless
+/// the manifest or link itself is asked for: its source may be one of the sidecar's
+/// stand-ins (see [`stands_in`]), which Swift would copy as it is.
+pub fn same_cluster(
+    routes: &RouteTable,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    raw_path: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Option<Plan> {
+    let itself = query_params(query)
+        .iter()
+        .any(|(k, v)| (k == "multipart-manifest" && v == "get") || (k == "symlink" && v == "get"));
+    if itself || routes.container_routes(&path.account).is_empty() {
+        return None;
+    }
+    ends(routes, method, path, raw_path, headers).filter(|p| p.source.cluster == p.dest.cluster)
+}
+
+/// Whether a copy's source is one of the sidecar's stand-ins (a manifest of a DLO or SLO with
+/// segments in another cluster, a link to one): Swift copies those as they are, the sidecar
+/// copies what they stand for, as Swift copies its own large objects and links.
+pub async fn stands_in(
+    state: &State,
+    active: &Active,
+    plan: &Plan,
+    headers: &HeaderMap,
+) -> Result<bool, CopyError> {
+    let source = hop(state, active, &plan.source)?;
+    let mut head_headers = crate::segments::plain(headers);
+    for h in COPY_HEADERS.iter().chain(["content-length"].iter()) {
+        head_headers.remove(*h);
+    }
+    authenticate(&source, &mut head_headers).await?;
+    let out = Outgoing {
+        method: Method::HEAD,
+        path_and_query: source.path.clone(),
+        headers: head_headers,
+        endpoint_host: source.remote,
+        expect_continue: false,
+    };
+    let (head, _) = source.upstream.send(&out, &BodySlot::new(None)).await?;
+    let h = head.headers();
+    Ok(head.status().is_success()
+        && (dlo::marker(h).is_some() || slo_assembly::marker(h).is_some() || symlink::is_link(h)))
+}
+
+/// The two ends of any copy request, wherever they live.
+fn ends(
+    routes: &RouteTable,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    raw_path: &str,
+    headers: &HeaderMap,
+) -> Option<Plan> {
     // Cheap checks first: this runs on every request.
     let is_copy = method.as_str() == "COPY"
         || (*method == Method::PUT && headers.contains_key("x-copy-from"));
@@ -127,7 +186,7 @@ pub fn plan(
     } else {
         return None;
     };
-    (source.cluster != dest.cluster).then_some(Plan { source, dest })
+    Some(Plan { source, dest })
 }
 
 /// `container/object` (leading `/` optional, object may hold `/`), as Swift's `split_path(2, 2,

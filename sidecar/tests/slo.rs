@@ -280,6 +280,54 @@ fn slo_segments_in_another_cluster_read_like_swifts_own() {
         );
         assert_eq!(view(&got), view(&want), "{manifest_c}: copies");
         assert!(got.body == whole, "the copy holds the content");
+        // So does a copy within the manifest's cluster (Swift alone would copy the stored
+        // manifest), with `COPY` too.
+        ok(
+            &copy(
+                &format!("{manifest_c}/big"),
+                &format!("{manifest_c}/same-copy"),
+            ),
+            "copy within the manifest's cluster",
+        );
+        let dest = format!("{manifest_c}/same-copy2");
+        ok(
+            &req(
+                "COPY",
+                &crossed,
+                &s.token,
+                &[("Destination", dest.as_str())],
+                b"",
+            ),
+            "COPY within the manifest's cluster",
+        );
+        for name in ["same-copy", "same-copy2"] {
+            let got = req(
+                "GET",
+                &format!("{}/{manifest_c}/{name}", s.url),
+                &s.token,
+                &[],
+                b"",
+            );
+            assert_eq!(view(&got), view(&want), "{manifest_c}: {name}");
+            assert!(got.body == whole, "{name} holds the content");
+        }
+        // `?multipart-manifest=get` copies the manifest itself, still an SLO.
+        let manifest_copy = format!("{}/{manifest_c}/manifest-copy", s.url);
+        let from = [("X-Copy-From", format!("{manifest_c}/big"))];
+        let from: Vec<(&str, &str)> = from.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ok(
+            &req(
+                "PUT",
+                &format!("{manifest_copy}?multipart-manifest=get"),
+                &s.token,
+                &from,
+                b"",
+            ),
+            "manifest copy",
+        );
+        let got = req("GET", &manifest_copy, &s.token, &[], b"");
+        assert_eq!(got.header("x-static-large-object"), Some("True"));
+        assert!(got.body == whole, "the manifest copy reads the content");
 
         // A metadata POST keeps an SLO an SLO (Swift keeps its system metadata).
         for target in [&crossed, &single] {

@@ -12,7 +12,7 @@ use large_objects::{
     keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
     read_manifest,
 };
-use spanning::{bulk_delete, cross_cluster_copy, merged_listing};
+use spanning::{bulk_delete, cross_cluster_copy, merged_listing, stand_in_copy};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,7 +215,16 @@ async fn route_and_send(
         query: query.as_deref(),
         body,
     };
-    if let Some(plan) = copy::plan(&active.routes, req.method, &path, raw_path, &headers) {
+    let plan = match copy::plan(&active.routes, req.method, &path, raw_path, &headers) {
+        Some(plan) => Some(plan),
+        None => {
+            stand_in_copy(
+                state, active, req.method, &path, raw_path, &headers, req.query,
+            )
+            .await?
+        }
+    };
+    if let Some(plan) = plan {
         let dest = plan.dest.cluster.as_deref().unwrap_or("local");
         record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
         let copy = cross_cluster_copy(state, active, req.method, &path, &plan, &headers);
