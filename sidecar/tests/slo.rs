@@ -406,7 +406,7 @@ fn slo_manifest_put_refused_like_swifts_own() {
             ),
         ];
         for body in &bad {
-            for accept in ["text/plain", "application/json"] {
+            for accept in ["text/plain", "application/json", "application/xml"] {
                 let got = put_manifest(&s, &format!("{manifest_c}/x"), body, &[("Accept", accept)]);
                 let want = put_manifest(
                     &s,
