@@ -101,7 +101,7 @@ pub fn same_cluster(
 ) -> Option<Plan> {
     let itself = query_params(query)
         .iter()
-        .any(|(k, v)| (k == "multipart-manifest" && v == "get") || (k == "symlink" && v == "get"));
+        .any(|(k, v)| v == "get" && (k == "multipart-manifest" || k == "symlink"));
     if itself || routes.container_routes(&path.account).is_empty() {
         return None;
     }
