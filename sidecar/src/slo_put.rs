@@ -12,7 +12,7 @@ use http::{Method, Response, StatusCode};
 use md5::{Digest, Md5};
 
 use crate::body::ProxyBody;
-use crate::listing::{self, ListingError};
+use crate::listing::{self, Format, ListingError, Params};
 use crate::pyformat::{dumps, xml_escape, Object};
 use crate::route_table::RouteTable;
 use crate::segments::plain;
@@ -53,7 +53,7 @@ pub fn crosses(
 pub struct Stored {
     pub body: Vec<u8>,
     pub marker: String,
-    pub slo_etag: String,
+    pub answer: Answer,
 }
 
 /// `Wed, 25 Nov 2026 22:05:30 GMT` as Swift writes a segment's `last_modified`.
@@ -70,46 +70,132 @@ fn swift_time(http_date: &str) -> String {
     String::new()
 }
 
-/// Swift's 400 (or 422) answer to a manifest `PUT`, in the format the client accepts.
-fn refusal(
-    client_headers: &HeaderMap,
-    status: StatusCode,
+/// The format of a manifest `PUT`'s report, as Swift's SLO picks it from `Accept`.
+fn report_format(client_headers: &HeaderMap) -> Format {
+    listing::pick_format(&Params::default(), client_headers).unwrap_or(Format::Plain)
+}
+
+/// Whether the client asked for `heartbeat=on` (Swift's `config_true_value`).
+fn heartbeat(query: Option<&str>) -> bool {
+    query.unwrap_or("").split('&').any(|p| {
+        p.strip_prefix("heartbeat=").is_some_and(|v| {
+            ["true", "1", "yes", "on", "t", "y"].contains(&v.to_ascii_lowercase().as_str())
+        })
+    })
+}
+
+/// Swift's `get_heartbeat_response_body`: `dict` in insertion order (JSON) or sorted (XML,
+/// plain text), then the problem segments; with its content type.
+fn report(
+    format: Format,
+    dict: Vec<(&str, String)>,
     problems: &[(String, String)],
+) -> (&'static str, Vec<u8>) {
+    match format {
+        Format::Json => {
+            let errors: Vec<serde_json::Value> = problems
+                .iter()
+                .map(|(n, s)| serde_json::json!([n, s]))
+                .collect();
+            let mut pairs: Vec<(String, serde_json::Value)> = dict
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .collect();
+            pairs.push(("Errors".into(), errors.into()));
+            ("application/json", dumps(&Object::from_pairs(pairs)))
+        }
+        Format::Xml(t) => {
+            let mut dict = dict;
+            dict.sort();
+            let mut out = String::from("<upload>\n");
+            for (k, v) in dict {
+                let tag = k.replace(' ', "_").to_lowercase();
+                out.push_str(&format!("<{tag}>{}</{tag}>\n", xml_escape(&v, false)));
+            }
+            out.push_str("<errors>\n");
+            for (n, s) in problems {
+                out.push_str(&format!(
+                    "<object><name>{}</name><status>{}</status></object>\n",
+                    xml_escape(n, false),
+                    xml_escape(s, false)
+                ));
+            }
+            out.push_str("</errors>\n</upload>\n");
+            (t.split(';').next().unwrap_or(t), out.into_bytes())
+        }
+        Format::Plain => {
+            let mut dict = dict;
+            dict.sort();
+            let mut out = String::new();
+            for (k, v) in dict {
+                out.push_str(&format!("{k}: {v}\n"));
+            }
+            out.push_str("Errors:\n");
+            for (n, s) in problems {
+                out.push_str(&format!("{n}, {s}\n"));
+            }
+            ("text/plain", out.into_bytes())
+        }
+    }
+}
+
+fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
 ) -> Response<ProxyBody> {
-    let accept = client_headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let (content_type, text) = if accept.contains("application/json") {
-        let errors: Vec<serde_json::Value> = problems
-            .iter()
-            .map(|(n, s)| serde_json::json!([n, s]))
-            .collect();
-        let object = Object::from_pairs(vec![("Errors".into(), errors.into())]);
-        ("application/json", dumps(&object))
-    } else if accept.contains("/xml") {
-        let mut out = String::from("<upload>\n<errors>\n");
-        for (n, s) in problems {
-            out.push_str(&format!(
-                "<object><name>{}</name><status>{}</status></object>\n",
-                xml_escape(n, false),
-                xml_escape(s, false)
-            ));
-        }
-        out.push_str("</errors>\n</upload>\n");
-        ("application/xml", out.into_bytes())
-    } else {
-        let mut out = String::from("Errors:\n");
-        for (n, s) in problems {
-            out.push_str(&format!("{n}, {s}\n"));
-        }
-        ("text/plain", out.into_bytes())
-    };
-    let mut r = Response::new(crate::body::full(text));
+    let mut r = Response::new(crate::body::full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+/// With `heartbeat=on` Swift answers 202 at once (a space, then more while it works) and
+/// reports the outcome in the body; the sidecar sends the same bytes when it is done.
+fn heartbeat_answer(
+    format: Format,
+    dict: Vec<(&str, String)>,
+    problems: &[(String, String)],
+) -> Response<ProxyBody> {
+    let (content_type, text) = report(format, dict, problems);
+    let mut body = b" \r\n\r\n".to_vec();
+    body.extend_from_slice(&text);
+    text_response(StatusCode::ACCEPTED, content_type, body)
+}
+
+/// A status and, for an empty error body, Swift's reason texts (`RESPONSE_REASONS`).
+fn outcome(status: StatusCode, body: String) -> Vec<(&'static str, String)> {
+    let body = match status {
+        _ if !body.is_empty() => body,
+        StatusCode::BAD_REQUEST => "Bad Request\nThe server could not comply with the request \
+                                    since it is either malformed or otherwise incorrect."
+            .into(),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            "Unprocessable Entity\nUnable to process the contained instructions".into()
+        }
+        _ => body,
+    };
+    let reason = status.canonical_reason().unwrap_or("");
+    vec![
+        ("Response Status", format!("{} {reason}", status.as_u16())),
+        ("Response Body", body),
+    ]
+}
+
+/// Swift's refusal of a manifest `PUT` whose segments do not check out.
+fn refusal(
+    client_headers: &HeaderMap,
+    heartbeat: bool,
+    problems: &[(String, String)],
+) -> Response<ProxyBody> {
+    let format = report_format(client_headers);
+    if heartbeat {
+        let dict = outcome(StatusCode::BAD_REQUEST, String::new());
+        return heartbeat_answer(format, dict, problems);
+    }
+    let (content_type, text) = report(format, vec![], problems);
+    text_response(StatusCode::BAD_REQUEST, content_type, text)
 }
 
 fn bad_request(text: String) -> Response<ProxyBody> {
@@ -129,7 +215,9 @@ pub async fn validate(
     account: &str,
     manifest: &str,
     body: &[u8],
+    query: Option<&str>,
 ) -> Result<Result<Stored, Response<ProxyBody>>, SloError> {
+    let heartbeat = heartbeat(query);
     let Ok(parsed) = serde_json::from_slice::<Vec<Object>>(body) else {
         return Ok(Err(bad_request("Manifest must be a list.\n".into())));
     };
@@ -286,11 +374,7 @@ pub async fn validate(
         stored.push(record);
     }
     if !problems.is_empty() {
-        return Ok(Err(refusal(
-            client_headers,
-            StatusCode::BAD_REQUEST,
-            &problems,
-        )));
+        return Ok(Err(refusal(client_headers, heartbeat, &problems)));
     }
     let slo_etag = hex(&slo_etag.finalize());
     let client_etag = client_headers
@@ -298,6 +382,14 @@ pub async fn validate(
         .and_then(|v| v.to_str().ok())
         .map(|e| e.trim().trim_matches('"').to_string());
     if client_etag.is_some_and(|e| !e.is_empty() && e != slo_etag) {
+        if heartbeat {
+            let dict = outcome(StatusCode::UNPROCESSABLE_ENTITY, String::new());
+            return Ok(Err(heartbeat_answer(
+                report_format(client_headers),
+                dict,
+                &[],
+            )));
+        }
         let mut r = Response::new(crate::body::full(
             "<html><h1>Unprocessable Entity</h1><p>Unable to process the contained \
              instructions</p></html>",
@@ -308,7 +400,10 @@ pub async fn validate(
     Ok(Ok(Stored {
         body: dumps(&stored),
         marker: format!("{total} {slo_etag}"),
-        slo_etag,
+        answer: Answer {
+            slo_etag,
+            heartbeat: heartbeat.then(|| report_format(client_headers)),
+        },
     }))
 }
 
@@ -346,10 +441,51 @@ pub fn storing(headers: &mut HeaderMap, stored: &Stored) {
     }
 }
 
-/// The answer to a stored manifest `PUT`: Swift's SLO gives the SLO's ETag, quoted.
-pub fn stored_answer(headers: &mut HeaderMap, slo_etag: &str) {
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{slo_etag}\"")) {
-        headers.insert(header::ETAG, v);
+/// How the answer to a stored manifest `PUT` is given back.
+pub struct Answer {
+    slo_etag: String,
+    /// `heartbeat=on`: Swift's 202 report, in this format.
+    heartbeat: Option<Format>,
+}
+
+impl Answer {
+    /// Whether the cluster's answer body is needed (for the report).
+    pub fn reports(&self) -> bool {
+        self.heartbeat.is_some()
+    }
+
+    /// On the cluster's answer to the stored `PUT`: Swift's SLO gives the SLO's ETag, quoted.
+    pub fn etag(&self, status: StatusCode, headers: &mut HeaderMap) {
+        if status.is_success() {
+            if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", self.slo_etag)) {
+                headers.insert(header::ETAG, v);
+            }
+        }
+    }
+
+    /// With `heartbeat=on`: the report of the cluster's answer (`status`, `headers` as given
+    /// back by [`Answer::etag`], `body`).
+    pub fn report(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<Response<ProxyBody>> {
+        let format = self.heartbeat?;
+        let mut dict = outcome(status, String::from_utf8_lossy(body).into_owned());
+        if status.is_success() {
+            let value = |h: header::HeaderName| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            // Swift's order: status, ETag, Last Modified, body.
+            dict.insert(1, ("Etag", value(header::ETAG)));
+            dict.insert(2, ("Last Modified", value(header::LAST_MODIFIED)));
+        }
+        Some(heartbeat_answer(format, dict, &[]))
     }
 }
 

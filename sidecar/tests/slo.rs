@@ -191,6 +191,21 @@ fn slo_segments_in_another_cluster_read_like_swifts_own() {
         let single_put = put_manifest(&s, &format!("{reference_c}/ref-big"), &body, &[]);
         ok(&crossed_put, "cross-cluster manifest");
         ok(&single_put, "reference manifest");
+        // With `heartbeat=on`: 202 and Swift's report (its `Last Modified` aside).
+        let reported = |at: &str| {
+            let url = format!("{}/{at}?multipart-manifest=put&heartbeat=on", s.url);
+            let r = req("PUT", &url, &s.token, &[], body.as_bytes());
+            let text: Vec<String> = r
+                .body_text()
+                .lines()
+                .filter(|l| !l.starts_with("Last Modified: "))
+                .map(str::to_string)
+                .collect();
+            (r.status, r.header("content-type").map(str::to_string), text)
+        };
+        let got = reported(&format!("{manifest_c}/big-hb"));
+        assert_eq!(got.0, 202);
+        assert_eq!(got, reported(&format!("{reference_c}/ref-big-hb")));
         assert_eq!(
             crossed_put.header("etag"),
             single_put.header("etag"),
@@ -427,12 +442,45 @@ fn slo_manifest_put_refused_like_swifts_own() {
                 );
             }
         }
+        // With `heartbeat=on` Swift answers 202 and reports the refusal in the body.
+        for accept in ["text/plain", "application/json", "application/xml"] {
+            let put = |at: &str| {
+                req(
+                    "PUT",
+                    &format!("{}/{at}?multipart-manifest=put&heartbeat=on", s.url),
+                    &s.token,
+                    &[("Accept", accept)],
+                    bad[0].as_bytes(),
+                )
+            };
+            let got = put(&format!("{manifest_c}/x"));
+            let want = put(&format!("{reference_c}/ref-x"));
+            assert_eq!(got.status, 202, "{manifest_c}: heartbeat {accept}");
+            assert_eq!(got.status, want.status, "{manifest_c}: heartbeat {accept}");
+            assert_eq!(
+                got.body_text(),
+                want.body_text(),
+                "{manifest_c}: heartbeat {accept}"
+            );
+            assert_eq!(got.header("content-type"), want.header("content-type"));
+        }
         // An ETag that is not the SLO's: 422, as Swift.
         let wrong = [("Etag", "0123456789abcdef0123456789abcdef")];
         let got = put_manifest(&s, &format!("{manifest_c}/y"), &good, &wrong);
         let want = put_manifest(&s, &format!("{reference_c}/ref-y"), &good, &wrong);
         assert_eq!(got.status, 422);
         assert_eq!(got.status, want.status);
+        let heartbeat = [("Etag", "0123456789abcdef0123456789abcdef")];
+        let put = |at: &str| {
+            let url = format!("{}/{at}?multipart-manifest=put&heartbeat=on", s.url);
+            req("PUT", &url, &s.token, &heartbeat, good.as_bytes())
+        };
+        let got = put(&format!("{manifest_c}/y"));
+        let want = put(&format!("{reference_c}/ref-y"));
+        assert_eq!(
+            (got.status, got.body_text()),
+            (want.status, want.body_text())
+        );
         // Nothing was stored by the refused PUTs.
         for o in ["x", "y"] {
             let r = req(

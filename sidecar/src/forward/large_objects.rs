@@ -263,7 +263,7 @@ async fn stored_slo(
 pub(super) async fn manifest_elsewhere(
     state: &State,
     active: &Active,
-    path: &SwiftPath<'_>,
+    (path, query): (&SwiftPath<'_>, Option<&str>),
     dest_cluster: Option<&str>,
     client_headers: &HeaderMap,
     manifest: &[u8],
@@ -280,6 +280,7 @@ pub(super) async fn manifest_elsewhere(
         &path.account,
         &name,
         manifest,
+        query,
     );
     Ok(Some(checked.await.map_err(failed)?))
 }
@@ -376,4 +377,31 @@ pub(super) async fn keep_slo_marker(
         headers.insert(slo_assembly::MARKER, marker.clone());
     }
     Ok(())
+}
+
+/// The cluster's answer to a stored manifest `PUT`, given back as Swift's SLO gives its own.
+pub(super) async fn stored_manifest_answer(
+    response: ProxyResponse,
+    answer: &slo_put::Answer,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { mut response, idle } = response else {
+        return Ok(response);
+    };
+    let status = response.status();
+    answer.etag(status, response.headers_mut());
+    if !answer.reports() {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let (parts, incoming) = response.into_parts();
+    let body = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
+        .unwrap_or_default();
+    match answer.report(status, &parts.headers, &body) {
+        Some(report) => Ok(ProxyResponse::Local(report)),
+        None => Ok(ProxyResponse::Local(Response::from_parts(
+            parts,
+            body::full(body),
+        ))),
+    }
 }

@@ -10,7 +10,7 @@ mod spanning;
 
 use large_objects::{
     keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
-    read_manifest,
+    read_manifest, stored_manifest_answer,
 };
 use spanning::{bulk_delete, cross_cluster_copy, merged_listing, stand_in_copy};
 
@@ -314,7 +314,7 @@ async fn send_local(
         .map_err(Refusal::BadRequest)?;
     // An SLO manifest naming segments in routed containers: checked and stored by the sidecar.
     let mut sent_query = query.map(str::to_string);
-    let mut slo_etag = None;
+    let mut slo_answer = None;
     let mut expect_continue = expect_continue;
     let manifest_body;
     let body = if *method == Method::PUT
@@ -325,12 +325,14 @@ async fn send_local(
         let bytes = read_manifest(body).await?;
         let client_headers = headers.clone();
         let bytes =
-            match manifest_elsewhere(state, active, path, None, &client_headers, &bytes).await? {
+            match manifest_elsewhere(state, active, (path, query), None, &client_headers, &bytes)
+                .await?
+            {
                 Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
                 Some(Ok(stored)) => {
                     slo_put::storing(&mut headers, &stored);
                     sent_query = slo_put::without_manifest_put(query);
-                    slo_etag = Some(stored.slo_etag);
+                    slo_answer = Some(stored.answer);
                     stored.body
                 }
                 None => bytes,
@@ -351,10 +353,8 @@ async fn send_local(
         expect_continue,
     };
     let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
-    if let (Some(etag), ProxyResponse::Upstream { response, .. }) = (&slo_etag, &mut response) {
-        if response.status().is_success() {
-            slo_put::stored_answer(response.headers_mut(), etag);
-        }
+    if let Some(answer) = &slo_answer {
+        response = stored_manifest_answer(response, answer).await?;
     }
     // The headers as sent: on the GET/HEAD this concerns, the client's own.
     let at = (None, raw_path);

@@ -12,7 +12,7 @@ use super::authorize::{
 };
 use super::large_objects::{
     keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
-    read_manifest,
+    read_manifest, stored_manifest_answer,
 };
 use super::{
     path_with, response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req,
@@ -104,7 +104,7 @@ pub(super) async fn send_routed(
     // An SLO manifest: with segments elsewhere, checked and stored by the sidecar
     // (`slo_assembly`); into a renaming route, its segment paths renamed (`slo`).
     let mut sent_query = query.map(str::to_string);
-    let mut slo_etag = None;
+    let mut slo_answer = None;
     let manifest_body;
     let body = if *method == Method::PUT
         && path.has_object
@@ -114,18 +114,21 @@ pub(super) async fn send_routed(
     {
         let bytes = read_manifest(body).await?;
         let here = Some(route.cluster.as_str());
-        let bytes = match manifest_elsewhere(state, active, path, here, &client_headers, &bytes)
-            .await?
-        {
-            Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
-            Some(Ok(stored)) => {
-                slo_put::storing(&mut headers, &stored);
-                sent_query = slo_put::without_manifest_put(query);
-                slo_etag = Some(stored.slo_etag);
-                stored.body
-            }
-            None => slo::rename_put(&bytes, &active.routes, &path.account, &dest).unwrap_or(bytes),
-        };
+        let bytes =
+            match manifest_elsewhere(state, active, (path, query), here, &client_headers, &bytes)
+                .await?
+            {
+                Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
+                Some(Ok(stored)) => {
+                    slo_put::storing(&mut headers, &stored);
+                    sent_query = slo_put::without_manifest_put(query);
+                    slo_answer = Some(stored.answer);
+                    stored.body
+                }
+                None => {
+                    slo::rename_put(&bytes, &active.routes, &path.account, &dest).unwrap_or(bytes)
+                }
+            };
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         headers.remove(header::EXPECT);
         manifest_body = BodySlot::from_bytes(bytes.into());
@@ -305,10 +308,8 @@ pub(super) async fn send_routed(
         return send_timed(&state.local, &out, body, &record.counters).await;
     }
 
-    if let (Some(etag), ProxyResponse::Upstream { response, .. }) = (&slo_etag, &mut response) {
-        if response.status().is_success() {
-            slo_put::stored_answer(response.headers_mut(), etag);
-        }
+    if let Some(answer) = &slo_answer {
+        response = stored_manifest_answer(response, answer).await?;
     }
     if let ProxyResponse::Upstream { response, .. } = &mut response {
         rename::rewrite_response(
