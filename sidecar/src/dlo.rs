@@ -152,7 +152,7 @@ async fn segments(
                     percent_encoding::utf8_percent_encode(name, OBJECT)
                 ),
                 bytes: r.number("bytes"),
-                first: None,
+                ..Segment::default()
             });
         }
         if records.is_empty() {

@@ -22,12 +22,15 @@ use crate::upstream::Outgoing;
 
 /// One piece of the assembled object: `bytes` bytes of the object at `path` (target names,
 /// encoded) in `cluster` (`None`: local), starting at `first` within it when only part of it
-/// is used (an SLO segment's `range`).
+/// is used (an SLO segment's `range`); or `data` held in the manifest (an SLO's inline
+/// segment).
+#[derive(Default)]
 pub struct Segment {
     pub cluster: Option<String>,
     pub path: String,
     pub bytes: u64,
     pub first: Option<u64>,
+    pub data: Option<Bytes>,
 }
 
 /// Which of Swift's middlewares the assembled object answers like: they differ on several
@@ -219,6 +222,11 @@ async fn pump_range(
         }
         let from = start.saturating_sub(seg_start);
         let to = (end - seg_start).min(segment.bytes - 1);
+        if let Some(data) = &segment.data {
+            let part = data.slice(from as usize..=to as usize);
+            tx.send(Ok(part)).await.map_err(boxed)?;
+            continue;
+        }
         let result = async {
             let (mut headers, endpoint_host) =
                 listing::source_headers(active, client_headers, segment.cluster.as_deref())

@@ -93,8 +93,7 @@ pub(crate) fn locate(routes: &RouteTable, account: &str, container: &str, object
             encode_segment(&target_container),
             utf8_percent_encode(object, PATH)
         ),
-        bytes: 0,
-        first: None,
+        ..Segment::default()
     }
 }
 
@@ -129,6 +128,14 @@ fn parse_stored(routes: &RouteTable, account: &str, body: &[u8]) -> Result<Vec<S
     records
         .iter()
         .map(|r| {
+            if let Some(data) = r.get("data").and_then(|d| d.as_str()) {
+                let data = inline(data).ok_or_else(|| SloError::Stored("inline data".into()))?;
+                return Ok(Segment {
+                    bytes: data.len() as u64,
+                    data: Some(data.into()),
+                    ..Segment::default()
+                });
+            }
             let name = r.name().unwrap_or_default();
             let (container, object) =
                 split(name).ok_or_else(|| SloError::Stored(format!("segment name {name:?}")))?;
@@ -143,6 +150,12 @@ fn parse_stored(routes: &RouteTable, account: &str, body: &[u8]) -> Result<Vec<S
             Ok(segment)
         })
         .collect()
+}
+
+/// An inline segment's bytes (base64 with its padding, as Swift's `strict_b64decode`).
+pub(crate) fn inline(data: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(data).ok()
 }
 
 /// The `name`s of a manifest's segments, each with whether it is itself a Swift SLO.
@@ -305,10 +318,8 @@ pub async fn assemble(
     let segments = if *method == Method::HEAD {
         // HEAD reads no segment: one piece of the SLO's size stands for them.
         vec![Segment {
-            cluster: None,
-            path: String::new(),
             bytes: size,
-            first: None,
+            ..Segment::default()
         }]
     } else {
         let body = match body {
@@ -350,6 +361,9 @@ pub fn show_manifest(
         let put: Vec<Object> = records
             .iter()
             .map(|r| {
+                if r.get("data").is_some() {
+                    return r.clone();
+                }
                 // json.dumps(sort_keys=True): etag, path, range, size_bytes.
                 let mut pairs = vec![
                     (
