@@ -113,10 +113,20 @@ fn wanted(range: Option<&str>, total: u64, flavour: Flavour) -> Wanted {
     Wanted::Parts(all.into_iter().map(|(s, e)| (s, e - 1)).collect())
 }
 
-/// A response body fed by the task that reads the segments.
-struct ChannelBody {
+/// A body of known length fed through a channel (by the task that reads the segments);
+/// ending short is an error.
+pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, BoxError>>,
     remaining: u64,
+}
+
+impl ChannelBody {
+    pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, BoxError>>, length: u64) -> ChannelBody {
+        ChannelBody {
+            rx,
+            remaining: length,
+        }
+    }
 }
 
 impl Body for ChannelBody {
@@ -399,11 +409,7 @@ pub fn respond(
             pieces,
             tx,
         ));
-        ChannelBody {
-            rx,
-            remaining: length,
-        }
-        .boxed_unsync()
+        ChannelBody::new(rx, length).boxed_unsync()
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
