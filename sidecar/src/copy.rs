@@ -3,7 +3,7 @@
 //! The sidecar does what Swift's copy middleware does, across the two: GET the source, stream its
 //! body into a PUT at the destination (never buffered), with the same header rules, and answer
 //! with the PUT's answer plus the `X-Copied-From*` headers. Same-cluster copies get here only when
-//! their source is one of the sidecar's stand-ins (`source_stands_in`); Swift does the others.
+//! their source is one of the sidecar's stand-ins (`stands_in`); Swift does the others.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::auth;
 use crate::body::{BodySlot, ProxyBody};
 use crate::dlo;
 use crate::route_table::RouteTable;
+use crate::slo_assembly;
 use crate::state::{Active, State};
 use crate::swift_path::{decode, encode_segment, SwiftPath};
 use crate::symlink;
@@ -85,6 +86,65 @@ pub fn plan(
     raw_path: &str,
     headers: &HeaderMap,
 ) -> Option<Plan> {
+    ends(routes, method, path, raw_path, headers).filter(|p| p.source.cluster != p.dest.cluster)
+}
+
+/// The two ends of a copy inside one cluster, in an account with routed containers, unless
+/// the manifest or link itself is asked for: its source may be one of the sidecar's
+/// stand-ins (see [`stands_in`]), which Swift would copy as it is.
+pub fn same_cluster(
+    routes: &RouteTable,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    raw_path: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Option<Plan> {
+    let itself = query_params(query)
+        .iter()
+        .any(|(k, v)| v == "get" && (k == "multipart-manifest" || k == "symlink"));
+    if itself || routes.container_routes(&path.account).is_empty() {
+        return None;
+    }
+    ends(routes, method, path, raw_path, headers).filter(|p| p.source.cluster == p.dest.cluster)
+}
+
+/// Whether a copy's source is one of the sidecar's stand-ins (a manifest of a DLO or SLO with
+/// segments in another cluster, a link to one): Swift copies those as they are, the sidecar
+/// copies what they stand for, as Swift copies its own large objects and links.
+pub async fn stands_in(
+    state: &State,
+    active: &Active,
+    plan: &Plan,
+    headers: &HeaderMap,
+) -> Result<bool, CopyError> {
+    let source = hop(state, active, &plan.source)?;
+    let mut head_headers = crate::segments::plain(headers);
+    for h in COPY_HEADERS.iter().chain(["content-length"].iter()) {
+        head_headers.remove(*h);
+    }
+    authenticate(&source, &mut head_headers).await?;
+    let out = Outgoing {
+        method: Method::HEAD,
+        path_and_query: source.path.clone(),
+        headers: head_headers,
+        endpoint_host: source.remote,
+        expect_continue: false,
+    };
+    let (head, _) = source.upstream.send(&out, &BodySlot::new(None)).await?;
+    let h = head.headers();
+    Ok(head.status().is_success()
+        && (dlo::marker(h).is_some() || slo_assembly::marker(h).is_some() || symlink::is_link(h)))
+}
+
+/// The two ends of any copy request, wherever they live.
+fn ends(
+    routes: &RouteTable,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    raw_path: &str,
+    headers: &HeaderMap,
+) -> Option<Plan> {
     // Cheap checks first: this runs on every request.
     let is_copy = method.as_str() == "COPY"
         || (*method == Method::PUT && headers.contains_key("x-copy-from"));
@@ -128,52 +188,6 @@ pub fn plan(
         return None;
     };
     Some(Plan { source, dest })
-}
-
-impl Plan {
-    pub fn crosses_clusters(&self) -> bool {
-        self.source.cluster != self.dest.cluster
-    }
-}
-
-/// Whether a copy inside one cluster reads one of the sidecar's stand-ins (a link to, or a DLO
-/// with segments in, another cluster) that Swift would copy as it is rather than as what it
-/// stands for. Costs a `HEAD` of the source, only when the table has routes (stand-ins exist
-/// only then). Any doubt (an error, a refusal) leaves the copy to Swift.
-pub async fn source_stands_in(
-    state: &State,
-    active: &Active,
-    plan: &Plan,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> bool {
-    if active.routes.is_empty() {
-        return false;
-    }
-    let params = query_params(query);
-    let asks = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
-    let Ok(source_hop) = hop(state, active, &plan.source) else {
-        return false;
-    };
-    let mut head_headers = source_headers(headers);
-    if authenticate(&source_hop, &mut head_headers).await.is_err() {
-        return false;
-    }
-    let out = Outgoing {
-        method: Method::HEAD,
-        path_and_query: source_hop.path.clone(),
-        headers: head_headers,
-        endpoint_host: source_hop.remote,
-        expect_continue: false,
-    };
-    let Ok((head, _)) = source_hop.upstream.send(&out, &BodySlot::new(None)).await else {
-        return false;
-    };
-    if !head.status().is_success() {
-        return false;
-    }
-    (symlink::is_link(head.headers()) && !asks("symlink", "get"))
-        || (dlo::marker(head.headers()).is_some() && !asks("multipart-manifest", "get"))
 }
 
 /// `container/object` (leading `/` optional, object may hold `/`), as Swift's `split_path(2, 2,
@@ -403,8 +417,8 @@ pub async fn run(
     if source.status().as_u16() >= 300 {
         return Ok(Outcome::Upstream(source, source_hop.upstream.timeouts.idle));
     }
-    // A source that is one of the sidecar's stand-ins (a link to, or a DLO with segments in,
-    // another cluster) is copied as Swift copies what it stands for: the target's or the
+    // A source that is one of the sidecar's stand-ins (a link to, or a DLO or SLO with
+    // segments in, another cluster) is copied as Swift copies what it stands for: the target's or the
     // assembled content, unless the link or manifest itself is asked for.
     let link_get = params.iter().any(|(k, v)| k == "symlink" && v == "get");
     let source = if symlink::is_link(source.headers()) && !link_get {
@@ -437,6 +451,33 @@ pub async fn run(
             &Method::GET,
             source.headers(),
             &value,
+        )
+        .await
+        .map_err(|e| CopyError::Source(e.status(), e.to_string()))?;
+        if assembled.status().as_u16() >= 300 {
+            return Ok(Outcome::Local(assembled));
+        }
+        let (parts, body) = assembled.into_parts();
+        (parts, BodySlot::from_body(body))
+    } else if slo_assembly::marker(source.headers()).is_some() && !manifest_get {
+        // The stored manifest (small, Swift bounds it) says where the segments are.
+        let (parts, incoming) = source.into_parts();
+        let manifest = crate::body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+            .await
+            .map_err(|e| CopyError::Source(StatusCode::BAD_GATEWAY, e))?
+            .ok_or_else(|| {
+                CopyError::Source(StatusCode::BAD_GATEWAY, "manifest too large".into())
+            })?;
+        let at = (plan.source.cluster.as_deref(), source_hop.path.as_str());
+        let assembled = slo_assembly::assemble(
+            state,
+            active,
+            headers,
+            &plan.source.account,
+            &Method::GET,
+            &parts.headers,
+            Some(manifest.into()),
+            at,
         )
         .await
         .map_err(|e| CopyError::Source(e.status(), e.to_string()))?;

@@ -2,8 +2,8 @@
 //! (`?multipart-manifest=put`) into a route that renames containers has its segments' paths
 //! renamed for the target, and `?multipart-manifest=get` answers have them renamed back, so
 //! that python-swiftclient's `swift upload` (SLO by default) works into renamed containers and
-//! a client never sees the target's names. Segments must live in the manifest's cluster (Swift
-//! checks them there); a segment path naming a container in another cluster is refused.
+//! a client never sees the target's names. Manifests with segments in another cluster than
+//! theirs are the sidecar's (`slo_assembly`).
 
 use crate::pyformat::{dumps, Object};
 use crate::rename::Placement;
@@ -33,17 +33,17 @@ fn split(path: &str) -> Option<(&str, &str)> {
     path.strip_prefix('/').unwrap_or(path).split_once('/')
 }
 
-/// The manifest body for the target; `Err` names a segment in another cluster. Bodies that are
-/// not a JSON list are left for Swift to refuse.
+/// The manifest body for the target (every segment in `dest`'s cluster, see
+/// `slo_put::crosses`); `None` when nothing changes. Bodies that are not a JSON list are
+/// left for Swift to refuse.
 pub fn rename_put(
     body: &[u8],
     routes: &RouteTable,
     account: &str,
     dest: &Placement<'_>,
-) -> Result<Option<Vec<u8>>, String> {
-    let Ok(mut segments) = serde_json::from_slice::<Vec<Object>>(body) else {
-        return Ok(None);
-    };
+) -> Option<Vec<u8>> {
+    let mut segments = serde_json::from_slice::<Vec<Object>>(body).ok()?;
+    let mut changed = false;
     for segment in &mut segments {
         let Some(path) = segment
             .get("path")
@@ -55,24 +55,18 @@ pub fn rename_put(
         let Some((container, object)) = split(&path) else {
             continue;
         };
-        let (cluster, target) = match routes.lookup(account, Some(container)) {
-            Some(r) => (
-                Some(r.cluster.as_str()),
-                r.target(account, Some(container)).container,
-            ),
-            None => (None, None),
+        let target = match routes.lookup(account, Some(container)) {
+            Some(r) if Some(r.cluster.as_str()) == dest.cluster => {
+                r.target(account, Some(container)).container
+            }
+            _ => None,
         };
-        if cluster != dest.cluster {
-            return Err(format!(
-                "segment {path:?} lives in another cluster than the manifest; \
-                 SLO segments must live in the manifest's cluster"
-            ));
-        }
         if let Some(target) = target.filter(|t| t != container) {
             segment.set("path", format!("/{target}/{object}"));
+            changed = true;
         }
     }
-    Ok(Some(dumps(&segments)))
+    changed.then(|| dumps(&segments))
 }
 
 /// A `?multipart-manifest=get` answer from `cluster` with the client's names back (`name` in
@@ -130,9 +124,7 @@ routes:
         };
         let put =
             br#"[{"path": "/docs_segments/o/1", "etag": "x", "size_bytes": 1}, {"data": "eA=="}]"#;
-        let out = rename_put(put, &routes, "A", &dest)
-            .expect("same cluster")
-            .expect("json");
+        let out = rename_put(put, &routes, "A", &dest).expect("renamed");
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             r#"[{"path": "/docs-b_segments/o/1", "etag": "x", "size_bytes": 1}, {"data": "eA=="}]"#
@@ -149,6 +141,6 @@ routes:
             r#"[{"name": "/docs_segments/o/1", "bytes": 1}]"#
         );
         let elsewhere = br#"[{"path": "/local/o"}]"#;
-        assert!(rename_put(elsewhere, &routes, "A", &dest).is_err());
+        assert!(rename_put(elsewhere, &routes, "A", &dest).is_none());
     }
 }

@@ -103,6 +103,15 @@ impl<'a> SwiftPath<'a> {
             .map(|c| c.strip_prefix(VERSIONS_PREFIX).unwrap_or(c))
     }
 
+    /// `/container/object` as a client names the object (decoded); `None` without an object.
+    pub fn object_name(&self) -> Option<String> {
+        let container = self.container.as_deref().filter(|_| self.has_object)?;
+        Some(format!(
+            "/{container}/{}",
+            decode(self.tail.trim_start_matches('/'))?
+        ))
+    }
+
     /// The path with the account and/or the routing container renamed; untouched segments keep
     /// their original encoding.
     pub fn rewrite(&self, account: Option<&str>, routing_container: Option<&str>) -> String {

@@ -333,6 +333,34 @@ fn acl_users_reach_nothing_beyond_their_container() {
     // A DLO whose segments are in the same container is read as Swift would.
     let got = req("GET", &format!("{url}/{c}/dlo"), &user, &[], b"");
     assert_eq!((got.status, got.body_text().as_str()), (200, "own "));
+    // An SLO of the owner's whose segment lives in another cluster (the local one here, out of
+    // the route's prefix) is assembled by the sidecar: not for a container-ACL user either.
+    let local = format!("x{prefix}");
+    ok(
+        &req("PUT", &format!("{url}/{local}"), &owner, &[], b""),
+        "local",
+    );
+    let secret_seg = format!("{url}/{local}/seg");
+    ok(&req("PUT", &secret_seg, &owner, &[], b"secret"), "segment");
+    let manifest = format!("[{{\"path\": \"/{local}/seg\"}}]");
+    let slo = format!("{url}/{c}/slo");
+    ok(
+        &req(
+            "PUT",
+            &format!("{slo}?multipart-manifest=put"),
+            &owner,
+            &[],
+            manifest.as_bytes(),
+        ),
+        "owner's SLO with its segment elsewhere",
+    );
+    assert_eq!(req("GET", &slo, &owner, &[], b"").body_text(), "secret");
+    let got = req("GET", &slo, &user, &[], b"");
+    assert_eq!(got.status, 403, "{}", got.body_text());
+    assert!(!got.body_text().contains("secret"));
+    for doomed in [&slo, &secret_seg, &format!("{url}/{local}")] {
+        ok(&req("DELETE", doomed, &owner, &[], b""), "cleanup");
+    }
     // Creating links or manifests that point elsewhere: refused, nothing on the target.
     for (name, header) in [
         ("mylink", "X-Symlink-Target"),

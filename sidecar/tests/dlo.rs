@@ -173,6 +173,31 @@ fn dlo_segments_in_another_cluster_read_like_swifts_own() {
         );
         assert_eq!(view(&got), view(&want), "{manifest_c}: copies");
         assert!(got.body == whole, "the copy holds the content");
+        // So does a copy within the manifest's own cluster (Swift alone would copy the
+        // stand-in, a manifest that reads the wrong cluster).
+        ok(
+            &copy(
+                &format!("{manifest_c}/big"),
+                &format!("{manifest_c}/same-copy"),
+            ),
+            "copy of the DLO within its cluster",
+        );
+        let got = req(
+            "GET",
+            &format!("{url}/{manifest_c}/same-copy"),
+            &token,
+            &[],
+            b"",
+        );
+        assert_eq!(
+            view(&got),
+            view(&want),
+            "{manifest_c}: copy within one cluster"
+        );
+        assert!(
+            got.body == whole,
+            "the copy within one cluster holds the content"
+        );
 
         // A metadata POST without X-Object-Manifest makes the manifest a plain object in
         // Swift 2.38; so it does across clusters.

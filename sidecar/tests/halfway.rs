@@ -1,5 +1,5 @@
 //! Cross-cluster operations cut off halfway, through the real sidecar binary against real
-//! Swift: a copy whose destination dies, and a DLO read whose segment cluster dies. The client
+//! Swift: a copy whose destination dies, and DLO and SLO reads whose segment cluster dies. The client
 //! gets an error, never a truncated object presented as complete, and nothing half-written is
 //! left. Its own test binary: the copy test watches the space used on the clusters' tmpfs,
 //! which no other test may fill meanwhile (the tests here run one at a time, see `SERIAL`).
@@ -157,14 +157,70 @@ fn a_dlo_read_cut_off_halfway_ends_short() {
         ),
         "manifest",
     );
+    let path = format!("/v1/AUTH_test/{manifest}/big");
+    read_cut_off(&sidecar, &path, &token, 4 * segment.len(), || {
+        c.stop_proxy()
+    });
+}
 
+/// The same with a Static Large Object whose segments live in cluster c: the manifest is
+/// local, its segments in a container routed to c.
+#[test]
+fn an_slo_read_cut_off_halfway_ends_short() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let [a, _] = shared_pair();
+    let mut c = swiftfed_tests::SwiftCluster::start("c").expect("cluster c");
+    let u = unique_name("cutslo").replace('-', "");
+    let segs = format!("{u}segs");
+    let manifest = format!("{u}man");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{segs}\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, &c, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    for container in [&segs, &manifest] {
+        ok(
+            &req("PUT", &format!("{url}/{container}"), &token, &[], b""),
+            container,
+        );
+    }
+    let segment = pattern(64 << 20, 11);
+    let mut entries = Vec::new();
+    for i in 0..4 {
+        let path = format!("{segs}/part/{i:03}");
+        ok(
+            &req("PUT", &format!("{url}/{path}"), &token, &[], &segment),
+            "segment",
+        );
+        entries.push(format!("{{\"path\": \"/{path}\"}}"));
+    }
+    let body = format!("[{}]", entries.join(", "));
+    ok(
+        &req(
+            "PUT",
+            &format!("{url}/{manifest}/big?multipart-manifest=put"),
+            &token,
+            &[],
+            body.as_bytes(),
+        ),
+        "manifest",
+    );
+    let path = format!("/v1/AUTH_test/{manifest}/big");
+    read_cut_off(&sidecar, &path, &token, 4 * segment.len(), || {
+        c.stop_proxy()
+    });
+}
+
+/// GETs `path` through the sidecar, runs `cut` once the client got 32 MiB, and checks that
+/// the answer (a 200 of `length` bytes) then ends short of its `Content-Length`.
+fn read_cut_off(sidecar: &Sidecar, path: &str, token: &str, length: usize, cut: impl FnOnce()) {
     let mut stream = std::net::TcpStream::connect(sidecar.addr()).expect("connect");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .expect("timeout");
     write!(
         stream,
-        "GET /v1/AUTH_test/{manifest}/big HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n"
     )
     .expect("request");
     let mut got = Vec::new();
@@ -179,19 +235,19 @@ fn a_dlo_read_cut_off_halfway_ends_short() {
     };
     let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
-    let length: usize = head
+    let announced: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("content-length");
-    assert_eq!(length, 4 * segment.len());
+    assert_eq!(announced, length);
     let mut body = got.len() - head_end;
     while body < 32 << 20 {
         let n = stream.read(&mut buf).expect("body");
         assert!(n > 0, "ended early before the cut");
         body += n;
     }
-    c.stop_proxy();
+    cut();
     loop {
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,

@@ -130,6 +130,15 @@ fn links_across_clusters_behave_like_links_inside_one() {
         );
         assert_eq!(view(&got), view(&want), "{link_c}: copies");
         assert_eq!(got.body, b"the target's bytes");
+        // So does a copy within the link's own cluster (Swift alone would copy the stand-in).
+        ok(
+            &copy(&format!("{link_c}/l"), &format!("{link_c}/same-copy"), ""),
+            "copy of the link within its cluster",
+        );
+        let same = format!("{url}/{link_c}/same-copy");
+        let got = req("GET", &same, &token, &[], b"");
+        assert_eq!(view(&got), view(&want), "{link_c}: copy within one cluster");
+        assert_eq!(got.body, b"the target's bytes");
 
         let shown = req("GET", &format!("{crossed}?symlink=get"), &token, &[], b"");
         assert_eq!(shown.header("x-symlink-target"), Some(target.as_str()));

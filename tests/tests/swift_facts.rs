@@ -373,3 +373,46 @@ fn dlo_multi_range_get_is_the_whole_object() {
         .header("content-type")
         .is_some_and(|t| t.starts_with("multipart/byteranges")));
 }
+
+/// A container listing shows an SLO's total size because Swift's SLO middleware appends
+/// `swift_bytes=<total>` to the manifest's content type on the backend; a client may not: the
+/// proxy refuses the parameter, and sysmeta overrides of the listing are dropped. So the
+/// sidecar's cross-cluster SLO manifests (plain objects) list with the manifest's own size
+/// (README, "Large objects and versioning across clusters").
+#[test]
+fn clients_cannot_set_the_size_a_listing_shows() {
+    let [a, _] = swiftfed_tests::shared_pair();
+    let (url, token) = a.auth("test:tester", "testing").expect("auth");
+    let container = swiftfed_tests::unique_name("facts-bytes");
+    let put = |path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let mut all = vec![("X-Auth-Token", token.as_str())];
+        all.extend_from_slice(headers);
+        http_request("PUT", &format!("{url}/{path}"), &all, body).expect("PUT")
+    };
+    assert_eq!(put(&container, &[], b"").status / 100, 2);
+    let refused = put(
+        &format!("{container}/o"),
+        &[("Content-Type", "text/plain;swift_bytes=1000")],
+        b"abc",
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body_text(),
+        "Invalid Content-Type, swift_* is not a valid parameter name."
+    );
+    let overridden = put(
+        &format!("{container}/o"),
+        &[("X-Object-Sysmeta-Container-Update-Override-Size", "1000")],
+        b"abc",
+    );
+    assert_eq!(overridden.status, 201);
+    let listing = http_request(
+        "GET",
+        &format!("{url}/{container}?format=json"),
+        &[("X-Auth-Token", token.as_str())],
+        b"",
+    )
+    .expect("listing");
+    let text = listing.body_text();
+    assert!(text.contains("\"bytes\": 3"), "{text}");
+}

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::body::{self, BodySlot, BoxError};
 use crate::bulk::PATH;
-use crate::dlo::ChannelBody;
 use crate::listing;
+use crate::segments::ChannelBody;
 use crate::state::{Active, State};
 use crate::subrequest;
 use crate::swift_path::encode_segment;

@@ -1,6 +1,8 @@
-//! Answers the sidecar completes itself after the cluster's: its cross-cluster DLO manifests
-//! assembled (`dlo`), its cross-cluster symlinks followed (`symlink`), and the check of a
-//! symlink `PUT` whose target lives elsewhere.
+//! Answers the sidecar completes itself after the cluster's: its cross-cluster DLO and SLO
+//! manifests assembled (`dlo`, `slo_assembly`), its cross-cluster symlinks followed
+//! (`symlink`); and the requests it prepares before the cluster sees them: the check of a
+//! symlink `PUT` whose target lives elsewhere, an SLO manifest `PUT` with segments elsewhere,
+//! and `?multipart-manifest=delete` of such a manifest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +11,28 @@ use http::header::HeaderMap;
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::authorize::authorize_target;
+use super::authorize::{authorize_locally, authorize_target};
+use super::spanning::bulk_delete;
 use super::{swift_error, ProxyResponse, Refusal};
-use crate::body::ProxyBody;
+use crate::body::{self, BodySlot, ProxyBody};
 use crate::dlo;
+use crate::slo;
+use crate::slo_assembly::{self, SloError};
+use crate::slo_put::{self, Stored};
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::symlink;
 
+/// Where the object a request names is stored: its cluster (`None`: local) and target path.
+pub(super) type At<'a> = (Option<&'a str>, &'a str);
+
+fn failed(e: SloError) -> Refusal {
+    Refusal::Denied(swift_error(e.status(), &e.to_string()))
+}
+
 /// A `GET`/`HEAD` answered with a cross-cluster DLO manifest is answered with the object it
 /// stands for (`dlo`), or with the manifest as Swift shows one for `?multipart-manifest=get`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn large_object(
     state: &Arc<State>,
     active: &Arc<Active>,
@@ -27,10 +41,15 @@ pub(super) async fn large_object(
     query: Option<&str>,
     client_headers: &HeaderMap,
     response: ProxyResponse,
+    at: At<'_>,
 ) -> Result<ProxyResponse, Refusal> {
     let ProxyResponse::Upstream { mut response, idle } = response else {
         return Ok(response);
     };
+    if slo_assembly::marker(response.headers()).is_some() {
+        let req = (method, path, query, client_headers);
+        return stored_slo(state, active, req, response, idle, at).await;
+    }
     if symlink::is_link(response.headers()) {
         return follow_link(
             state,
@@ -139,4 +158,250 @@ pub(super) async fn follow_link(
         symlink::Followed::Upstream(response, idle) => ProxyResponse::Upstream { response, idle },
         symlink::Followed::Local(response) => ProxyResponse::Local(response),
     })
+}
+
+/// Reading segments elsewhere with the sidecar's own credentials needs the local cluster to
+/// let the client read its account.
+async fn authorize_segments(
+    state: &State,
+    active: &Active,
+    client_headers: &HeaderMap,
+    account: &str,
+) -> Result<(), Refusal> {
+    let uses_credentials = active.routes.container_routes(account).iter().any(|r| {
+        active
+            .clusters
+            .get(&r.cluster)
+            .is_some_and(|c| c.tokens.is_some())
+    });
+    if uses_credentials {
+        authorize_locally(state, client_headers, account, &Method::GET).await?;
+    }
+    Ok(())
+}
+
+/// A `GET`/`HEAD` answered with a stored cross-cluster SLO manifest: the assembled object, or
+/// the manifest as Swift shows one (`?multipart-manifest=get`); other answers lose the marker.
+async fn stored_slo(
+    state: &Arc<State>,
+    active: &Arc<Active>,
+    (method, path, query, client_headers): (&Method, &SwiftPath<'_>, Option<&str>, &HeaderMap),
+    mut response: Response<Incoming>,
+    idle: Duration,
+    at: At<'_>,
+) -> Result<ProxyResponse, Refusal> {
+    let status = response.status();
+    // A Range or condition the cluster applied to the stored form is the SLO's, not its.
+    let readable = [
+        StatusCode::OK,
+        StatusCode::PARTIAL_CONTENT,
+        StatusCode::NOT_MODIFIED,
+        StatusCode::PRECONDITION_FAILED,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+    ]
+    .contains(&status);
+    if !path.has_object || !matches!(*method, Method::GET | Method::HEAD) || !readable {
+        response.headers_mut().remove(slo_assembly::MARKER);
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    authorize_segments(state, active, client_headers, &path.account).await?;
+    let whole = status == StatusCode::OK
+        && *method == Method::GET
+        && !client_headers.contains_key(http::header::RANGE);
+    let (parts, incoming) = response.into_parts();
+    let (headers, body) = if whole {
+        let read = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+            .await
+            .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?;
+        (parts.headers, read.map(bytes::Bytes::from))
+    } else if status == StatusCode::OK {
+        (parts.headers, None)
+    } else {
+        // A 206/304/412/416 of the stored form carries its own framing's headers (a
+        // multipart content type, a page's), not the object's.
+        let plain = slo_assembly::read_stored(state, active, client_headers, at, method.clone())
+            .await
+            .map_err(failed)?;
+        let body = (*method == Method::GET).then_some(plain.body);
+        (plain.headers, body)
+    };
+    if slo::is_manifest(query, "get") {
+        let body = match body {
+            Some(b) => b,
+            None => {
+                slo_assembly::read_stored(state, active, client_headers, at, Method::GET)
+                    .await
+                    .map_err(failed)?
+                    .body
+            }
+        };
+        let raw = query.unwrap_or("").split('&').any(|p| p == "format=raw");
+        let mut shown = slo_assembly::show_manifest(&headers, &body, raw).map_err(failed)?;
+        if *method == Method::HEAD {
+            *shown.body_mut() = body::empty();
+        }
+        return Ok(ProxyResponse::Local(shown));
+    }
+    let assembled = slo_assembly::assemble(
+        state,
+        active,
+        client_headers,
+        &path.account,
+        method,
+        &headers,
+        body,
+        at,
+    )
+    .await
+    .map_err(failed)?;
+    Ok(ProxyResponse::Local(assembled))
+}
+
+/// A manifest `PUT` body (read whole, Swift bounds its size) naming a segment outside
+/// `dest_cluster`: checked as Swift's SLO checks it, `Ok(Err)` its refusal; `None`: every
+/// segment lives with the manifest (Swift's own SLO then).
+pub(super) async fn manifest_elsewhere(
+    state: &State,
+    active: &Active,
+    (path, query): (&SwiftPath<'_>, Option<&str>),
+    dest_cluster: Option<&str>,
+    client_headers: &HeaderMap,
+    manifest: &[u8],
+) -> Result<Option<Result<Stored, Response<ProxyBody>>>, Refusal> {
+    if !slo_put::crosses(manifest, &active.routes, &path.account, dest_cluster) {
+        return Ok(None);
+    }
+    authorize_segments(state, active, client_headers, &path.account).await?;
+    let name = path.object_name().unwrap_or_default();
+    let checked = slo_put::validate(
+        state,
+        active,
+        client_headers,
+        &path.account,
+        &name,
+        manifest,
+        query,
+    );
+    Ok(Some(checked.await.map_err(failed)?))
+}
+
+/// The client's manifest `PUT` body, read whole (Swift bounds its size).
+pub(super) async fn read_manifest(body: &BodySlot) -> Result<Vec<u8>, Refusal> {
+    body::read_slot(body, slo::MAX_MANIFEST)
+        .await
+        .map_err(Refusal::BadRequest)?
+        .ok_or_else(|| {
+            Refusal::Denied(swift_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "manifest too large",
+            ))
+        })
+}
+
+/// `DELETE ?multipart-manifest=delete` of a stored cross-cluster manifest (`at`): its
+/// segments deleted wherever they live, then the manifest, answered as Swift's bulk answers.
+/// `None`: not such a manifest (Swift's own SLO answers).
+pub(super) async fn manifest_delete(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    query: Option<&str>,
+    client_headers: &HeaderMap,
+    at: At<'_>,
+) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    if *method != Method::DELETE
+        || !path.has_object
+        || !slo::is_manifest(query, "delete")
+        || active.routes.container_routes(&path.account).is_empty()
+    {
+        return Ok(None);
+    }
+    let plain = crate::segments::plain(client_headers);
+    let head = crate::listing::send(state, active, &plain, at.0, Method::HEAD, at.1.to_string())
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    if slo_assembly::marker(&head.headers).is_none() {
+        return Ok(None);
+    }
+    let stored = slo_assembly::read_stored(state, active, client_headers, at, Method::GET)
+        .await
+        .map_err(failed)?;
+    let plain_get = crate::segments::plain(client_headers);
+    let manifest = path.object_name().unwrap_or_default();
+    let names = slo_assembly::names_to_delete(
+        state,
+        active,
+        &plain_get,
+        &path.account,
+        manifest,
+        &stored.body,
+    )
+    .await
+    .map_err(failed)?;
+    let mut lines = String::new();
+    for name in &names {
+        lines.push_str(&slo_assembly::quote(name));
+        lines.push('\n');
+    }
+    let mut headers = plain;
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, lines.len().into());
+    let body = BodySlot::from_bytes(lines.into());
+    bulk_delete(state, active, &Method::DELETE, path, &headers, &body).await
+}
+
+/// On an object `PUT`/`POST`: a client's own SLO marker is dropped; a metadata `POST` to a
+/// stored cross-cluster manifest carries its marker over, as Swift keeps an SLO's system
+/// metadata through a `POST` that replaces the user metadata the marker lives in.
+pub(super) async fn keep_slo_marker(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    headers: &mut HeaderMap,
+    at: At<'_>,
+) -> Result<(), Refusal> {
+    slo_assembly::strip_request(headers);
+    if *method != Method::POST || active.routes.container_routes(&path.account).is_empty() {
+        return Ok(());
+    }
+    let plain = crate::segments::plain(headers);
+    let head = crate::listing::send(state, active, &plain, at.0, Method::HEAD, at.1.to_string())
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    if let Some(marker) = head.headers.get(slo_assembly::MARKER) {
+        headers.insert(slo_assembly::MARKER, marker.clone());
+    }
+    Ok(())
+}
+
+/// The cluster's answer to a stored manifest `PUT`, given back as Swift's SLO gives its own.
+pub(super) async fn stored_manifest_answer(
+    response: ProxyResponse,
+    answer: &slo_put::Answer,
+) -> Result<ProxyResponse, Refusal> {
+    let ProxyResponse::Upstream { mut response, idle } = response else {
+        return Ok(response);
+    };
+    let status = response.status();
+    answer.etag(status, response.headers_mut());
+    if !answer.reports() {
+        return Ok(ProxyResponse::Upstream { response, idle });
+    }
+    let (parts, incoming) = response.into_parts();
+    let body = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
+        .unwrap_or_default();
+    match answer.report(status, &parts.headers, &body) {
+        Some(report) => Ok(ProxyResponse::Local(report)),
+        None => Ok(ProxyResponse::Local(Response::from_parts(
+            parts,
+            body::full(body),
+        ))),
+    }
 }

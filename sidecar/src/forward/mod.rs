@@ -8,8 +8,11 @@ mod large_objects;
 mod routed;
 mod spanning;
 
-use large_objects::{large_object, link_elsewhere};
-use spanning::{bulk_delete, cross_cluster_copy, extract_archive, merged_listing};
+use large_objects::{
+    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
+    read_manifest, stored_manifest_answer,
+};
+use spanning::{bulk_delete, cross_cluster_copy, extract_archive, merged_listing, stand_in_copy};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,7 @@ use crate::metrics::RouteCounters;
 use crate::on_end::OnEnd;
 use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
+use crate::slo_put;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
@@ -164,10 +168,14 @@ struct Req<'a> {
 
 impl Req<'_> {
     fn with_query(&self, path: String) -> String {
-        match self.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        }
+        path_with(self.query, path)
+    }
+}
+
+fn path_with(query: Option<&str>, path: String) -> String {
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     }
 }
 
@@ -209,17 +217,20 @@ async fn route_and_send(
         query: query.as_deref(),
         body,
     };
-    // Copies inside one cluster are Swift's, unless the source is one of the sidecar's own
-    // stand-ins for something in another cluster.
-    if let Some(plan) = copy::plan(&active.routes, req.method, &path, raw_path, &headers) {
-        if plan.crosses_clusters()
-            || copy::source_stands_in(state, active, &plan, &headers, req.query).await
-        {
-            let dest = plan.dest.cluster.as_deref().unwrap_or("local");
-            record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
-            let copy = cross_cluster_copy(state, active, req.method, &path, &plan, &headers);
-            return copy.run(req.query, body).await;
+    let plan = match copy::plan(&active.routes, req.method, &path, raw_path, &headers) {
+        Some(plan) => Some(plan),
+        None => {
+            stand_in_copy(
+                state, active, req.method, &path, raw_path, &headers, req.query,
+            )
+            .await?
         }
+    };
+    if let Some(plan) = plan {
+        let dest = plan.dest.cluster.as_deref().unwrap_or("local");
+        record.counters = state.metrics.route_counters("cross-cluster-copy", dest);
+        let copy = cross_cluster_copy(state, active, req.method, &path, &plan, &headers);
+        return copy.run(req.query, body).await;
     }
     if let Some(compression) = extract::applies(active, req.method, &path, req.query) {
         let base = extract::base_of(&path, raw_path);
@@ -303,19 +314,72 @@ async fn send_local(
         {
             return Ok(ProxyResponse::Local(refusal));
         }
+        let at = (None, raw_path);
+        keep_slo_marker(state, active, method, path, &mut headers, at).await?;
+    }
+    let here = (None, raw_path);
+    if let Some(r) = manifest_delete(state, active, method, path, query, &headers, here).await? {
+        return Ok(ProxyResponse::Local(r));
     }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
+    // An SLO manifest naming segments in routed containers: checked and stored by the sidecar.
+    let mut sent_query = query.map(str::to_string);
+    let mut slo_answer = None;
+    let mut expect_continue = expect_continue;
+    let manifest_body;
+    let body = if *method == Method::PUT
+        && path.has_object
+        && crate::slo::is_manifest(query, "put")
+        && !active.routes.container_routes(&path.account).is_empty()
+    {
+        let bytes = read_manifest(body).await?;
+        let client_headers = headers.clone();
+        let bytes =
+            match manifest_elsewhere(state, active, (path, query), None, &client_headers, &bytes)
+                .await?
+            {
+                Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
+                Some(Ok(stored)) => {
+                    slo_put::storing(&mut headers, &stored);
+                    sent_query = slo_put::without_manifest_put(query);
+                    slo_answer = Some(stored.answer);
+                    stored.body
+                }
+                None => bytes,
+            };
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        headers.remove(header::EXPECT);
+        expect_continue = false;
+        manifest_body = BodySlot::from_bytes(bytes.into());
+        &manifest_body
+    } else {
+        body
+    };
     let out = Outgoing {
         method: method.clone(),
-        path_and_query: req.with_query(raw_path.to_string()),
+        path_and_query: path_with(sent_query.as_deref(), raw_path.to_string()),
         headers,
         endpoint_host: false,
         expect_continue,
     };
-    let response = send_timed(&state.local, &out, body, &record.counters).await?;
+    let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
+    if let Some(answer) = &slo_answer {
+        response = stored_manifest_answer(response, answer).await?;
+    }
     // The headers as sent: on the GET/HEAD this concerns, the client's own.
-    large_object(state, active, method, path, query, &out.headers, response).await
+    let at = (None, raw_path);
+    large_object(
+        state,
+        active,
+        method,
+        path,
+        query,
+        &out.headers,
+        response,
+        at,
+    )
+    .await
 }
 
 fn response_status(r: &ProxyResponse) -> Option<StatusCode> {

@@ -10,15 +10,22 @@ use super::authorize::{
     acl_only_reaches_beyond, authorize_locally_in, followed_object, is_owner,
     reads_segments_elsewhere,
 };
-use super::large_objects::{large_object, link_elsewhere};
-use super::{response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req};
+use super::large_objects::{
+    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
+    read_manifest, stored_manifest_answer,
+};
+use super::{
+    path_with, response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req,
+};
 use crate::auth::{self, Access};
 use crate::body::{self, BodySlot};
 use crate::dlo;
 use crate::listing;
 use crate::rename::{self, Placement};
-use crate::route_table::{Route, RouteTable};
+use crate::route_table::Route;
 use crate::slo;
+use crate::slo_assembly;
+use crate::slo_put;
 use crate::symlink;
 use crate::upstream::Outgoing;
 
@@ -84,18 +91,48 @@ pub(super) async fn send_routed(
         {
             return Ok(ProxyResponse::Local(refusal));
         }
+        let at = (Some(route.cluster.as_str()), target_path.as_str());
+        keep_slo_marker(state, active, method, path, &mut headers, at).await?;
+    }
+    let here = (Some(route.cluster.as_str()), target_path.as_str());
+    if let Some(r) =
+        manifest_delete(state, active, method, path, query, &client_headers, here).await?
+    {
+        return Ok(ProxyResponse::Local(r));
     }
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
-    // An SLO manifest into a renaming route: its segment paths are renamed too (`slo`).
+    // An SLO manifest: with segments elsewhere, checked and stored by the sidecar
+    // (`slo_assembly`); into a renaming route, its segment paths renamed (`slo`).
+    let mut sent_query = query.map(str::to_string);
+    let mut slo_answer = None;
     let manifest_body;
     let body = if *method == Method::PUT
         && path.has_object
         && slo::is_manifest(query, "put")
-        && slo::renames(&active.routes, &path.account)
+        && (slo::renames(&active.routes, &path.account)
+            || !active.routes.container_routes(&path.account).is_empty())
     {
-        manifest_body =
-            renamed_manifest(body, &active.routes, &path.account, &dest, &mut headers).await?;
+        let bytes = read_manifest(body).await?;
+        let here = Some(route.cluster.as_str());
+        let bytes =
+            match manifest_elsewhere(state, active, (path, query), here, &client_headers, &bytes)
+                .await?
+            {
+                Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
+                Some(Ok(stored)) => {
+                    slo_put::storing(&mut headers, &stored);
+                    sent_query = slo_put::without_manifest_put(query);
+                    slo_answer = Some(stored.answer);
+                    stored.body
+                }
+                None => {
+                    slo::rename_put(&bytes, &active.routes, &path.account, &dest).unwrap_or(bytes)
+                }
+            };
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        headers.remove(header::EXPECT);
+        manifest_body = BodySlot::from_bytes(bytes.into());
         &manifest_body
     } else {
         body
@@ -160,7 +197,7 @@ pub(super) async fn send_routed(
 
     let out = Outgoing {
         method: method.clone(),
-        path_and_query: req.with_query(target_path),
+        path_and_query: path_with(sent_query.as_deref(), target_path.clone()),
         headers,
         endpoint_host: true,
         expect_continue: upstream_expect,
@@ -272,6 +309,9 @@ pub(super) async fn send_routed(
         return send_timed(&state.local, &out, body, &record.counters).await;
     }
 
+    if let Some(answer) = &slo_answer {
+        response = stored_manifest_answer(response, answer).await?;
+    }
     if let ProxyResponse::Upstream { response, .. } = &mut response {
         rename::rewrite_response(
             response.headers_mut(),
@@ -306,33 +346,9 @@ pub(super) async fn send_routed(
         query,
         &client_headers,
         response,
+        (Some(route.cluster.as_str()), &target_path),
     )
     .await
-}
-
-/// The client's SLO manifest, read whole (Swift bounds its size) and renamed for the target.
-async fn renamed_manifest(
-    body: &BodySlot,
-    routes: &RouteTable,
-    account: &str,
-    dest: &Placement<'_>,
-    headers: &mut HeaderMap,
-) -> Result<BodySlot, Refusal> {
-    let bytes = body::read_slot(body, slo::MAX_MANIFEST)
-        .await
-        .map_err(Refusal::BadRequest)?
-        .ok_or_else(|| {
-            Refusal::Denied(swift_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "manifest too large",
-            ))
-        })?;
-    let bytes = slo::rename_put(&bytes, routes, account, dest)
-        .map_err(Refusal::BadRequest)?
-        .unwrap_or(bytes);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    headers.remove(header::EXPECT);
-    Ok(BodySlot::from_bytes(bytes.into()))
 }
 
 /// A JSON answer (`?multipart-manifest=get`, a container listing) with the client's names, as
@@ -350,7 +366,9 @@ async fn json_names_back(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if response.status() != StatusCode::OK || !json {
+    // The sidecar's stored manifests already hold the client's names.
+    let stored = slo_assembly::marker(response.headers()).is_some();
+    if response.status() != StatusCode::OK || !json || stored {
         return Ok(ProxyResponse::Upstream { response, idle });
     }
     let (mut parts, incoming) = response.into_parts();

@@ -124,6 +124,37 @@ pub(super) async fn extract_archive(
     .await)
 }
 
+/// A copy inside one cluster whose source is one of the sidecar's stand-ins, done as a copy
+/// across clusters is (`copy::stands_in`); `None`: Swift's to do. With the sidecar's own
+/// credentials on the source's cluster, the local cluster must first let the client read it.
+pub(super) async fn stand_in_copy(
+    state: &State,
+    active: &Active,
+    method: &Method,
+    path: &SwiftPath<'_>,
+    raw_path: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<copy::Plan>, Refusal> {
+    let Some(plan) = copy::same_cluster(&active.routes, method, path, raw_path, headers, query)
+    else {
+        return Ok(None);
+    };
+    let uses_credentials = plan
+        .source
+        .cluster
+        .as_ref()
+        .and_then(|c| active.clusters.get(c))
+        .is_some_and(|c| c.tokens.is_some());
+    if uses_credentials {
+        authorize_locally(state, headers, &plan.source.account, &Method::GET).await?;
+    }
+    let stands_in = copy::stands_in(state, active, &plan, headers)
+        .await
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    Ok(stands_in.then_some(plan))
+}
+
 /// A copy whose ends live in different clusters (`copy`).
 pub(super) struct CrossClusterCopy<'r> {
     state: &'r Arc<State>,

@@ -296,10 +296,28 @@ pub fn routing_credentials(
     b: &swiftfed_tests::SwiftCluster,
     routes: &[&str],
 ) -> String {
+    routing_credentials_in(revision, &[("b", b)], routes)
+}
+
+/// The same with several named clusters, each with the sidecar's credentials on it.
+pub fn routing_credentials_in(
+    revision: u64,
+    clusters: &[(&str, &swiftfed_tests::SwiftCluster)],
+    routes: &[&str],
+) -> String {
+    let clusters: Vec<String> = clusters
+        .iter()
+        .map(|(name, c)| {
+            format!(
+                "- name: {name}\n  endpoints: [\"{}\"]\n  auth: {{mode: Credentials, credentials: {{type: tempauth, authUrl: \"{}\", user: \"test:sidecar\", key: \"sidecar-key\"}}}}\n  timeouts: {{connect: 1s, firstByte: 30s, idle: 30s}}\n",
+                c.proxy_url(),
+                c.auth_url()
+            )
+        })
+        .collect();
     format!(
-        "revision: {revision}\nclusters:\n- name: b\n  endpoints: [\"{}\"]\n  auth: {{mode: Credentials, credentials: {{type: tempauth, authUrl: \"{}\", user: \"test:sidecar\", key: \"sidecar-key\"}}}}\n  timeouts: {{connect: 1s, firstByte: 30s, idle: 30s}}\nroutes:\n{}\n",
-        b.proxy_url(),
-        b.auth_url(),
+        "revision: {revision}\nclusters:\n{}routes:\n{}\n",
+        clusters.concat(),
         routes.join("\n")
     )
 }
