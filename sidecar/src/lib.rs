@@ -21,6 +21,7 @@ pub mod listing;
 pub mod metrics;
 pub mod pacing;
 pub mod pyformat;
+pub mod read_size;
 pub mod rename;
 pub mod route_table;
 pub mod server;
