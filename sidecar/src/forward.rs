@@ -1063,7 +1063,10 @@ fn finish(
             complete,
         );
     });
-    Response::from_parts(parts, Paced::new(body, progress).sizing(reads).boxed_unsync())
+    Response::from_parts(
+        parts,
+        Paced::new(body, progress).sizing(reads).boxed_unsync(),
+    )
 }
 
 fn log_and_count(

@@ -308,4 +308,70 @@ mod tests {
             .await
             .expect("read");
     }
+
+    /// A client on a real loopback socket, so that the kernel's send queue is real.
+    async fn socket_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_keeps_upstream_reads_small() {
+        use std::os::fd::AsRawFd;
+        let (server, _client) = socket_pair().await;
+        let progress = Arc::new(WriteProgress::for_socket(server.as_raw_fd()));
+        let limit = ReadLimit::new(512 * 1024);
+        let mut body =
+            Paced::new(frames(4, 1024), Some(progress.clone())).sizing(Some(limit.clone()));
+        // Fill the socket until the kernel takes no more: all of it waits for the client.
+        let mut counted = Counted::new(server, progress.clone());
+        let chunk = vec![1u8; 64 * 1024];
+        loop {
+            let wrote = std::future::poll_fn(|cx| {
+                Poll::Ready(match Pin::new(&mut counted).poll_write(cx, &chunk) {
+                    Poll::Ready(r) => Some(r.expect("write")),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            if wrote.is_none() {
+                break;
+            }
+        }
+        assert!(progress.written() > 256 * 1024, "{}", progress.written());
+        assert!(progress.kernel_queue().unwrap_or(0) > 0);
+        body.frame().await.expect("frame").expect("ok");
+        assert_eq!(limit.get(), crate::read_size::MIN_READ_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_keeps_up_gets_the_largest_reads() {
+        use std::os::fd::AsRawFd;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = socket_pair().await;
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 20];
+            while client.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+        });
+        let progress = Arc::new(WriteProgress::for_socket(server.as_raw_fd()));
+        let limit = ReadLimit::new(512 * 1024);
+        let mut body =
+            Paced::new(frames(1 << 20, 1024), Some(progress.clone())).sizing(Some(limit.clone()));
+        let mut counted = Counted::new(server, progress.clone());
+        let chunk = vec![1u8; 256 * 1024];
+        let start = std::time::Instant::now();
+        // Over several measuring windows, and at least 16 MiB.
+        while start.elapsed() < 4 * crate::read_size::WINDOW || progress.written() < 16 << 20 {
+            counted.write_all(&chunk).await.expect("write");
+            body.frame().await.expect("frame").expect("ok");
+        }
+        assert_eq!(limit.get(), 512 * 1024);
+        drop(counted);
+        reader.await.expect("reader");
+    }
 }

@@ -98,7 +98,7 @@ pub struct ReadLimit {
 }
 
 impl ReadLimit {
-    fn new(max: usize) -> ReadLimit {
+    pub(crate) fn new(max: usize) -> ReadLimit {
         ReadLimit {
             cap: Arc::new(AtomicUsize::new(UNPACED_READ_BYTES.min(max))),
             max,
@@ -259,7 +259,10 @@ mod tests {
     #[test]
     fn reads_hold_about_twenty_milliseconds_of_the_clients_rate() {
         // 160 KiB/s, the benchmark's slow clients: the minimum, whatever was acknowledged.
-        assert_eq!(limit_for(Some(160.0 * 1024.0), 1 << 30, MAX), MIN_READ_BYTES);
+        assert_eq!(
+            limit_for(Some(160.0 * 1024.0), 1 << 30, MAX),
+            MIN_READ_BYTES
+        );
         // 4 MiB/s: 82 KiB → 64 KiB.
         assert_eq!(limit_for(Some(4.0 * 1048576.0), 1 << 30, MAX), 64 * 1024);
     }
