@@ -18,7 +18,9 @@
 //! acknowledged so far (slow start). A client that takes megabytes per second gets the maximum;
 //! the benchmark's slow clients (160 KiB/s) stay at [`MIN_READ_BYTES`]. A response nobody paces
 //! (the sidecar's own subrequests) reads [`UNPACED_READ_BYTES`] pieces. hyper's adaptive read
-//! buffer follows the sizes actually read, so its allocations shrink with the reads.
+//! buffer follows the sizes actually read, so its allocations shrink with the reads (it halves
+//! after two smaller reads: a pooled connection that last served a fast client allocates large
+//! buffers for a few more pieces).
 
 use std::future::Future;
 use std::pin::Pin;
