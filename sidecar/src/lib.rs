@@ -1,6 +1,7 @@
 //! swiftfed forwarder sidecar. Modules follow the request: `server` accepts, `forward` (a module per concern inside) drives
 //! `swift_path` → `route_table` → `rename` → `auth` (Keystone v3 tokens: `keystone`) → `upstream`,
-//! with streaming `body` types;
+//! with streaming `body` types, `pacing` (what a slow client may queue) and `read_size` (how much
+//! of a response is read from upstream at once);
 //! `state` holds the table in force, fed by `config_source` (file) and `admin` (push). `tls`
 //! connects to targets; `tls_listener` serves the sidecar's own listeners; `access_log` writes
 //! one line per request in batches.
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod on_end;
 pub mod pacing;
 pub mod pyformat;
+pub mod read_size;
 pub mod rename;
 pub mod route_table;
 pub mod segments;

@@ -125,9 +125,10 @@ struct Args {
     #[arg(long, env = "SWIFTFED_MAX_HEAD_BYTES", default_value_t = 256 * 1024)]
     max_head_bytes: usize,
 
-    /// Read buffer per upstream connection in bytes: the largest piece of a response read at
-    /// once, held per stream while a slow client catches up. 0: hyper's adaptive buffer, which
-    /// grows to ~400 KiB on a fast upstream.
+    /// Largest piece of a response read from an upstream at once, in bytes. Each response's
+    /// reads are sized from what its client acknowledges (about 20 ms of its rate, slow start,
+    /// at least 16 KiB), so a slow client holds small pieces. 0: hyper's adaptive buffer alone
+    /// (grows to ~400 KiB on a fast upstream, whatever the client's pace).
     #[arg(long, env = "SWIFTFED_READ_BUFFER_BYTES", default_value_t = upstream::DEFAULT_READ_BUFFER_BYTES)]
     read_buffer_bytes: usize,
 

@@ -5,7 +5,9 @@
 //! bodies are read. A large value makes uploads cheap (fewer, larger frames) but lets every slow
 //! download queue that much. So the client connection's socket is wrapped to count the bytes the
 //! kernel took ([`Counted`]), and a response body ([`Paced`]) yields its next frame only while
-//! less than [`MAX_UNSENT_BYTES`] of what it yielded is still in hyper's hands.
+//! less than [`MAX_UNSENT_BYTES`] of what it yielded is still in hyper's hands. Before each
+//! frame it also sets how much the upstream connection reads next (`read_size`), from what the
+//! client acknowledged and what waits for it in the kernel.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -18,6 +20,8 @@ use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::read_size::{ReadLimit, ReadPacer};
+
 /// Response bytes a client connection may have queued in the sidecar beyond its socket (plus the
 /// frame that crosses it). 256 slow streams with 64 KiB frames: 48 MiB peak RSS with 16 KiB
 /// here, 64 MiB with 64 KiB.
@@ -28,11 +32,28 @@ pub const MAX_UNSENT_BYTES: u64 = 16 * 1024;
 pub struct WriteProgress {
     written: AtomicU64,
     waiting: AtomicWaker,
+    /// The connection's TCP socket, for its kernel send queue.
+    socket: Option<std::os::fd::RawFd>,
 }
 
 impl WriteProgress {
+    /// Progress of a connection over this TCP socket (it must outlive the progress' users: the
+    /// connection's requests and responses).
+    pub fn for_socket(socket: std::os::fd::RawFd) -> WriteProgress {
+        WriteProgress {
+            socket: Some(socket),
+            ..WriteProgress::default()
+        }
+    }
+
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Acquire)
+    }
+
+    /// Bytes in the socket's kernel send queue: not yet sent, or sent and not acknowledged.
+    pub fn kernel_queue(&self) -> Option<u64> {
+        let fd = self.socket?;
+        socket_send_queue(fd)
     }
 
     fn advance(&self, n: usize) {
@@ -41,6 +62,20 @@ impl WriteProgress {
             self.waiting.wake();
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn socket_send_queue(fd: std::os::fd::RawFd) -> Option<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int to the pointer; on a closed or reused fd it
+    // fails or reports another socket's queue, which only mis-sizes a read.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn socket_send_queue(_fd: std::os::fd::RawFd) -> Option<u64> {
+    None
 }
 
 /// A client connection's stream that counts the bytes written to it.
@@ -109,6 +144,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
 pub struct Paced<B> {
     inner: B,
     progress: Option<Arc<WriteProgress>>,
+    /// Sizes the upstream connection's reads before each frame.
+    reads: Option<ReadPacer>,
+    /// The connection's count when the body started.
+    start: u64,
     /// The connection's count when the body started, plus the body bytes yielded since: what
     /// the count reaches once all of them are written (the response head only adds to the
     /// count, so this errs on the side of letting frames through).
@@ -121,8 +160,16 @@ impl<B> Paced<B> {
         Paced {
             inner,
             progress,
+            reads: None,
+            start: target,
             target,
         }
+    }
+
+    /// Also sizes the reads of the upstream connection the body comes from (`read_size`).
+    pub fn sizing(mut self, reads: Option<ReadLimit>) -> Paced<B> {
+        self.reads = reads.map(|r| ReadPacer::new(r, std::time::Instant::now()));
+        self
     }
 
     fn unsent(&self, progress: &WriteProgress) -> u64 {
@@ -148,6 +195,13 @@ where
                 if self.unsent(&progress) >= MAX_UNSENT_BYTES {
                     return Poll::Pending;
                 }
+            }
+            let start = self.start;
+            if let Some(reads) = &mut self.reads {
+                let written = progress.written().saturating_sub(start);
+                // No socket to ask: what was written counts as acknowledged.
+                let queued = progress.kernel_queue().unwrap_or(0);
+                reads.update(written.saturating_sub(queued), std::time::Instant::now());
             }
         }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
@@ -253,5 +307,71 @@ mod tests {
         tokio::io::AsyncReadExt::read_exact(&mut b, &mut got)
             .await
             .expect("read");
+    }
+
+    /// A client on a real loopback socket, so that the kernel's send queue is real.
+    async fn socket_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_keeps_upstream_reads_small() {
+        use std::os::fd::AsRawFd;
+        let (server, _client) = socket_pair().await;
+        let progress = Arc::new(WriteProgress::for_socket(server.as_raw_fd()));
+        let limit = ReadLimit::new(512 * 1024);
+        let mut body =
+            Paced::new(frames(4, 1024), Some(progress.clone())).sizing(Some(limit.clone()));
+        // Fill the socket until the kernel takes no more: all of it waits for the client.
+        let mut counted = Counted::new(server, progress.clone());
+        let chunk = vec![1u8; 64 * 1024];
+        loop {
+            let wrote = std::future::poll_fn(|cx| {
+                Poll::Ready(match Pin::new(&mut counted).poll_write(cx, &chunk) {
+                    Poll::Ready(r) => Some(r.expect("write")),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            if wrote.is_none() {
+                break;
+            }
+        }
+        assert!(progress.written() > 256 * 1024, "{}", progress.written());
+        assert!(progress.kernel_queue().unwrap_or(0) > 0);
+        body.frame().await.expect("frame").expect("ok");
+        assert_eq!(limit.get(), crate::read_size::MIN_READ_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_keeps_up_gets_the_largest_reads() {
+        use std::os::fd::AsRawFd;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = socket_pair().await;
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 20];
+            while client.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+        });
+        let progress = Arc::new(WriteProgress::for_socket(server.as_raw_fd()));
+        let limit = ReadLimit::new(512 * 1024);
+        let mut body =
+            Paced::new(frames(1 << 20, 1024), Some(progress.clone())).sizing(Some(limit.clone()));
+        let mut counted = Counted::new(server, progress.clone());
+        let chunk = vec![1u8; 256 * 1024];
+        let start = std::time::Instant::now();
+        // Over several measuring windows, and at least 16 MiB.
+        while start.elapsed() < 4 * crate::read_size::WINDOW || progress.written() < 16 << 20 {
+            counted.write_all(&chunk).await.expect("write");
+            body.frame().await.expect("frame").expect("ok");
+        }
+        assert_eq!(limit.get(), 512 * 1024);
+        drop(counted);
+        reader.await.expect("reader");
     }
 }

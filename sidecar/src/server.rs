@@ -71,7 +71,9 @@ pub async fn serve<H, F>(
                 let handler = handler.clone();
                 // Counts what the client's socket took, for response pacing (see `pacing`);
                 // each request carries it in its extensions.
-                let progress = Arc::new(WriteProgress::default());
+                let progress = Arc::new(WriteProgress::for_socket(
+                    std::os::fd::AsRawFd::as_raw_fd(&stream),
+                ));
                 let service = {
                     let progress = progress.clone();
                     move |peer: Peer| {

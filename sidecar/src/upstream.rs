@@ -13,6 +13,7 @@ use swiftfed_crds::routing::Timeouts;
 use tokio::time::Instant;
 
 use crate::body::{BodySlot, ContinueGate, ProxyBody};
+use crate::read_size::{SizedConnector, MIN_READ_BYTES};
 use crate::tls::{ClientTls, Connector};
 
 /// How long a body waits for `100 Continue` before it is sent anyway (curl waits 1 s).
@@ -21,18 +22,22 @@ const CONTINUE_FALLBACK: Duration = Duration::from_secs(2);
 /// metadata items plus about 20 of its own headers). hyper initialises a header array of this
 /// size on every parse: 512 cost 7% of a small request's instructions.
 pub const MAX_HEADERS: usize = 160;
-/// Default for `Buffers::read_bytes`: with response pacing (`pacing`), 256 slow streams
-/// measured 48 MiB peak RSS with 64 KiB (hyper's adaptive buffer: 260-320 MiB). Smaller reads
-/// cost CPU per GiB: a read, a write and a wake-up per frame.
-pub const DEFAULT_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Default for `Buffers::read_bytes`: the largest piece of a response read at once. A response
+/// grows its reads to this only while its client keeps up (`read_size`), so a slow download
+/// holds small pieces whatever this is.
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 512 * 1024;
+
+/// hyper's read buffer also holds a response head: 90 metadata items of Swift's limits fit.
+const MIN_HEAD_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Buffer sizes of upstream connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffers {
-    /// Read buffer per upstream connection, so the largest response frame. A stream with a slow
-    /// client holds about three frames (read buffer, body channel, one in the client
-    /// connection's queue) plus `pacing::MAX_UNSENT_BYTES`: hyper's adaptive buffer grows to
-    /// ~400 KiB on a fast upstream. 0: hyper's adaptive buffer.
+    /// Largest read from an upstream connection, so the largest response frame (reads are
+    /// sized between 16 KiB and this by `read_size`, from the client's socket). A stream holds about three frames (read
+    /// buffer, body channel, one in the client connection's queue) plus
+    /// `pacing::MAX_UNSENT_BYTES`. 0: hyper's adaptive buffer alone, uncapped reads (grows to
+    /// ~400 KiB on a fast upstream, whatever the client's pace).
     pub read_bytes: usize,
 }
 
@@ -134,7 +139,7 @@ pub struct Outgoing {
 pub struct Upstream {
     pub name: String,
     endpoints: Vec<Endpoint>,
-    client: Client<Connector, ProxyBody>,
+    client: Client<SizedConnector<Connector>, ProxyBody>,
     pub timeouts: Timeouts,
     buffers: Buffers,
 }
@@ -193,7 +198,10 @@ impl Upstream {
                 down_until: Mutex::new(None),
             });
         }
-        let connector = Connector::new(timeouts.connect, tls);
+        let connector = SizedConnector::new(
+            Connector::new(timeouts.connect, tls),
+            (buffers.read_bytes > 0).then_some(buffers.read_bytes.max(MIN_READ_BYTES)),
+        );
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -203,9 +211,11 @@ impl Upstream {
             // Swift allows 90 metadata items plus its own headers: above hyper's default of 100.
             .http1_max_headers(MAX_HEADERS);
         if buffers.read_bytes > 0 {
-            // Exact rather than adaptive with a cap: the cap also bounds what hyper queues of
-            // a request body, and adaptive reads cost more CPU per GiB here for the same RSS.
-            builder.http1_read_buf_exact_size(buffers.read_bytes);
+            // hyper's adaptive buffer follows the sizes `read_size` lets through; capped so
+            // that it never reserves much more than one read can fill, but not below what a
+            // large response head needs (the same buffer holds it). Also caps what hyper
+            // queues of a request body (400 KiB by default).
+            builder.http1_max_buf_size(buffers.read_bytes.max(MIN_HEAD_BUFFER_BYTES));
         }
         let client = builder.build(connector);
         Ok(Upstream {

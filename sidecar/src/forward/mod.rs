@@ -435,6 +435,7 @@ fn finish(
     let status = parts.status.as_u16();
     let trans_id = parts.headers.get(&X_TRANS_ID).cloned();
     let progress = record.progress.clone();
+    let reads = parts.extensions.remove::<crate::read_size::ReadLimit>();
     let body = ResponseBody::new(inner, idle, move |bytes_out, complete| {
         let mut record = record;
         record.trans_id = trans_id;
@@ -447,7 +448,10 @@ fn finish(
             complete,
         );
     });
-    Response::from_parts(parts, Paced::new(body, progress).boxed_unsync())
+    Response::from_parts(
+        parts,
+        Paced::new(body, progress).sizing(reads).boxed_unsync(),
+    )
 }
 
 fn log_and_count(
