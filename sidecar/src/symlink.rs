@@ -15,7 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::body::{BodySlot, ProxyBody};
 use crate::copy::{self, CopyError, End};
-use crate::pyformat::{dumps, Object};
+use crate::pyformat::Object;
 use crate::route_table::RouteTable;
 use crate::state::{Active, State};
 use crate::swift_path::decode;
@@ -293,13 +293,3 @@ pub fn listing_path_back(record: &mut Object, routes: &RouteTable, cluster: &str
     true
 }
 
-/// A JSON container listing from `cluster` with link paths named as the client names them;
-/// `None` when nothing needs changing (or the body is not a JSON listing).
-pub fn listing_paths_back(body: &[u8], routes: &RouteTable, cluster: &str) -> Option<Vec<u8>> {
-    let mut records = serde_json::from_slice::<Vec<Object>>(body).ok()?;
-    let mut changed = false;
-    for record in &mut records {
-        changed |= listing_path_back(record, routes, cluster);
-    }
-    changed.then(|| dumps(&records))
-}

@@ -366,6 +366,8 @@ pub(super) async fn keep_slo_marker(
     at: At<'_>,
 ) -> Result<(), Refusal> {
     slo_assembly::strip_request(headers);
+    // A client's own listing facts are not taken (they would list as an SLO).
+    crate::standin::strip_headers(headers);
     if *method != Method::POST || active.routes.container_routes(&path.account).is_empty() {
         return Ok(());
     }
@@ -375,6 +377,16 @@ pub(super) async fn keep_slo_marker(
         .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
     if let Some(marker) = head.headers.get(slo_assembly::MARKER) {
         headers.insert(slo_assembly::MARKER, marker.clone());
+    }
+    // A new Content-Type keeps what the listing shows, as Swift keeps `swift_bytes`.
+    let given = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if let (Some((total, etag)), Some(given)) = (slo_assembly::marker(&head.headers), given) {
+        let with = crate::standin::with_slo(given, total, &etag);
+        if let Ok(v) = http::HeaderValue::from_str(&with) {
+            headers.insert(http::header::CONTENT_TYPE, v);
+        }
     }
     Ok(())
 }
