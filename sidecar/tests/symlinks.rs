@@ -294,3 +294,67 @@ fn listings_name_link_targets_as_the_client_does() {
         assert_eq!(symlink_paths(&format!("{p}-{c}")), expected, "{c}");
     }
 }
+
+/// A container listing (JSON and XML) shows links whose target lives in another cluster as
+/// Swift shows its own: `symlink_path`, a static link's `symlink_etag` and `symlink_bytes`, the
+/// Content-Type Swift gives a link (`application/symlink`, the client's, a static link's
+/// target's), and `?symlink=get` shows that Content-Type too.
+#[test]
+fn cross_cluster_links_list_like_swifts_own() {
+    let [a, b] = shared_pair();
+    let u = unique_name("sll").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}links\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (routed, local) = (format!("{u}links"), format!("{u}data"));
+    for c in [&routed, &local] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    // (link container, target container): the reference links sit next to their target.
+    for (link_c, target_c) in [(&routed, &local), (&local, &routed)] {
+        // An object name with `/`, which Swift keeps in `symlink_path`.
+        let target = format!("{target_c}/d/t");
+        let put = req(
+            "PUT",
+            &format!("{url}/{target}"),
+            &token,
+            &[("Content-Type", "text/x-t")],
+            b"the target's bytes",
+        );
+        ok(&put, "target");
+        let etag = put.header("etag").expect("etag").to_string();
+        let kinds: [(&str, Vec<(&str, &str)>); 4] = [
+            ("x/dynamic", vec![]),
+            ("x/typed", vec![("Content-Type", "text/y")]),
+            ("x/static", vec![("X-Symlink-Target-Etag", etag.as_str())]),
+            ("x/account", vec![("X-Symlink-Target-Account", "AUTH_test")]),
+        ];
+        for c in [link_c, target_c] {
+            for (name, extra) in &kinds {
+                let mut h = vec![("X-Symlink-Target", target.as_str())];
+                h.extend_from_slice(extra);
+                let r = req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b"");
+                ok(&r, name);
+            }
+        }
+        let (got, got_json, got_xml) = listed(&url, &token, link_c);
+        let (want, want_json, want_xml) = listed(&url, &token, target_c);
+        assert_eq!(got.len(), 4, "{got:?}");
+        // Swift lists its links with their paths (static ones with the target's facts).
+        assert!(want.iter().all(|r| r.get("symlink_path").is_some()), "{want:?}");
+        assert!(want.iter().any(|r| r.get("symlink_bytes").is_some()), "{want:?}");
+        assert_eq!(got_json, want_json, "{link_c}: JSON listing");
+        assert_eq!(got_xml, want_xml, "{link_c}: XML listing");
+        for (name, _) in &kinds {
+            let shown = |c: &str| {
+                let url = format!("{url}/{c}/{name}?symlink=get");
+                req("HEAD", &url, &token, &[], b"")
+                    .header("content-type")
+                    .map(str::to_string)
+            };
+            assert_eq!(shown(link_c), shown(target_c), "{link_c}/{name}: ?symlink=get");
+        }
+    }
+}

@@ -19,6 +19,7 @@ use crate::swift_path::SwiftPath;
 /// A client's container `GET` whose records the sidecar rewrites.
 pub(super) struct ContainerListing {
     format: Format,
+    account: String,
     container: String,
 }
 
@@ -44,6 +45,7 @@ impl ContainerListing {
         let format = listing::format_of(query, headers).filter(|f| *f != Format::Plain)?;
         Some(ContainerListing {
             format,
+            account: path.account.clone(),
             container: container.to_string(),
         })
     }
@@ -75,7 +77,7 @@ impl ContainerListing {
             let mut changed = false;
             for record in &mut records {
                 changed |= also(record);
-                changed |= standin::listing_record(record);
+                changed |= standin::listing_record(record, &self.account);
             }
             match self.format {
                 Format::Json => changed.then(|| crate::pyformat::dumps(&records)),

@@ -221,7 +221,7 @@ async fn merge(
     let failed = walk(ctx, sources, params, &mut |mut r| {
         if out.len() < limit {
             // A stand-in as what it stands for (counted as stored, as Swift counts an SLO).
-            crate::standin::listing_record(&mut r);
+            crate::standin::listing_record(&mut r, ctx.account);
             out.push(r);
         }
         out.len() < limit
