@@ -939,3 +939,40 @@ fn cross_cluster_slo_lists_like_swifts_own() {
         assert_eq!((got_json, got_xml), (want_json, want_xml), "after POST");
     }
 }
+
+/// A `Migrate` container's merged listing shows a cross-cluster SLO as Swift shows its own.
+#[test]
+fn cross_cluster_slo_lists_like_swifts_own_in_a_migrated_container() {
+    let [a, b] = shared_pair();
+    let u = unique_name("slomig").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}mig\"}}}}, target: {{cluster: b}}, mode: Migrate}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (migrated, segs) = (format!("{u}mig"), format!("{u}segs"));
+    for c in [&migrated, &segs] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    let data = pattern(1500, 7);
+    ok(
+        &req("PUT", &format!("{url}/{segs}/seg"), &token, &[], &data),
+        "segment",
+    );
+    let body = format!(
+        "[{{\"path\": \"/{segs}/seg\", \"etag\": \"{}\", \"size_bytes\": 1500}}]",
+        hex_md5(&data)
+    );
+    // The manifest goes to b, its segment stays in a: a stand-in; the reference is Swift's.
+    for c in [&migrated, &segs] {
+        let at = format!("{url}/{c}/x/big?multipart-manifest=put");
+        let headers = [("Content-Type", "text/x-slo")];
+        ok(&req("PUT", &at, &token, &headers, body.as_bytes()), c);
+    }
+    let (got, got_json, got_xml) = listed(&url, &token, &migrated);
+    let (_, want_json, want_xml) = listed(&url, &token, &segs);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["bytes"], 1500, "{got:?}");
+    assert_eq!(got_json, want_json, "JSON listing");
+    assert_eq!(got_xml, want_xml, "XML listing");
+}
