@@ -87,10 +87,8 @@ pub fn listing_record(record: &mut Object, account: &str) -> bool {
             .map(|(_, v)| v.to_string())
     };
     record.set("content_type", kept);
-    if let (Some(bytes), Some(etag)) = (fact(SLO_BYTES).and_then(|b| b.parse::<u64>().ok()), fact(SLO_ETAG)) {
+    if let Some(bytes) = fact(SLO_BYTES).and_then(|b| b.parse::<u64>().ok()) {
         record.set("bytes", bytes);
-        // Swift's SLO middleware lists it quoted, after the other fields.
-        record.set("slo_etag", format!("\"{etag}\""));
     }
     if let Some(target) = fact(LINK_TARGET) {
         // Swift's symlink middleware: these in this order, after the other fields.
@@ -103,6 +101,11 @@ pub fn listing_record(record: &mut Object, account: &str) -> bool {
         let account = fact(LINK_ACCOUNT).unwrap_or_else(|| crate::symlink::quote(account));
         let target = target.replace("%2F", "/");
         record.set("symlink_path", format!("/v1/{account}/{target}"));
+    }
+    // Swift's SLO middleware (outside the symlink one) lists it quoted, after the others; a
+    // static link to an SLO has it too.
+    if let Some(etag) = fact(SLO_ETAG) {
+        record.set("slo_etag", format!("\"{etag}\""));
     }
     true
 }

@@ -125,6 +125,16 @@ pub fn listing_content_type(headers: &mut HeaderMap, end: &End, target: Option<&
             .unwrap_or_default();
         facts.push((standin::LINK_ETAG, etag.trim_matches('"').to_string()));
         facts.push((standin::LINK_BYTES, bytes));
+        // A link to an SLO is listed with the SLO's `slo_etag` too, as Swift lists it.
+        let slo_etag = crate::slo_assembly::marker(target).map(|(_, e)| e).or_else(|| {
+            value(target, "x-static-large-object")
+                .filter(|v| v.eq_ignore_ascii_case("true"))
+                .and(value(target, "etag"))
+                .map(|e| e.trim_matches('"').to_string())
+        });
+        if let Some(slo_etag) = slo_etag {
+            facts.push((standin::SLO_ETAG, slo_etag));
+        }
         content_type =
             content_type.or_else(|| value(target, "content-type").map(|t| standin::clean(&t).0));
     }
@@ -209,6 +219,18 @@ async fn send(
     Ok((response, hop.upstream.timeouts.idle))
 }
 
+/// The ETag a static link names: Swift checks it below its SLO middleware, so for an SLO it is
+/// the manifest's (`X-Manifest-Etag`; a stand-in's own ETag is its stored manifest's too).
+fn checked_etag(headers: &HeaderMap) -> Option<String> {
+    let slo = value(headers, "x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let etag = if slo {
+        value(headers, "x-manifest-etag")
+    } else {
+        value(headers, "etag")
+    };
+    etag.map(|e| e.trim_matches('"').to_string())
+}
+
 /// A static link is stored only if its target exists with that ETag (Swift answers 409);
 /// `Ok`: the target's headers, when it answered.
 pub async fn check_static(
@@ -222,11 +244,7 @@ pub async fn check_static(
     if head.status() == StatusCode::NOT_FOUND {
         return Ok(Err(conflict("X-Symlink-Target does not exist")));
     }
-    let actual = head
-        .headers()
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(|e| e.trim_matches('"').to_string());
+    let actual = checked_etag(head.headers());
     if head.status().is_success() && actual.as_deref() != Some(etag) {
         return Ok(Err(conflict(
             "Object Etag does not match X-Symlink-Target-Etag header",
@@ -259,11 +277,7 @@ pub async fn follow(
         let (mut response, idle) =
             send(state, active, &end, method.clone(), client_headers).await?;
         if let Some(expected) = expected {
-            let actual = response
-                .headers()
-                .get(header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .map(|e| e.trim_matches('"').to_string());
+            let actual = checked_etag(response.headers());
             if response.status().is_success() && actual.as_deref() != Some(expected.as_str()) {
                 return Ok(Followed::Local(conflict(
                     "Object Etag does not match X-Symlink-Target-Etag header",

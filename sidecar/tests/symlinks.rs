@@ -325,15 +325,35 @@ fn cross_cluster_links_list_like_swifts_own() {
         );
         ok(&put, "target");
         let etag = put.header("etag").expect("etag").to_string();
-        let kinds: [(&str, Vec<(&str, &str)>); 4] = [
-            ("x/dynamic", vec![]),
-            ("x/typed", vec![("Content-Type", "text/y")]),
-            ("x/static", vec![("X-Symlink-Target-Etag", etag.as_str())]),
-            ("x/account", vec![("X-Symlink-Target-Account", "AUTH_test")]),
+        // An SLO next to the target, for a static link to it.
+        let seg = req("PUT", &format!("{url}/{target_c}/d/seg"), &token, &[], b"seg");
+        ok(&seg, "segment");
+        let manifest = format!(
+            "[{{\"path\": \"/{target_c}/d/seg\", \"etag\": {}, \"size_bytes\": 3}}]",
+            seg.header("etag").map(|e| format!("\"{}\"", e.trim_matches('"'))).expect("etag")
+        );
+        let slo = format!("{target_c}/d/slo");
+        let put_slo = req(
+            "PUT",
+            &format!("{url}/{slo}?multipart-manifest=put"),
+            &token,
+            &[],
+            manifest.as_bytes(),
+        );
+        ok(&put_slo, "SLO");
+        // A static link to an SLO names its manifest's ETag (Swift checks below its SLO).
+        let head_slo = req("HEAD", &format!("{url}/{slo}"), &token, &[], b"");
+        let slo_etag = head_slo.header("x-manifest-etag").expect("manifest etag").to_string();
+        let kinds: [(&str, &str, Vec<(&str, &str)>); 5] = [
+            ("x/dynamic", &target, vec![]),
+            ("x/typed", &target, vec![("Content-Type", "text/y")]),
+            ("x/static", &target, vec![("X-Symlink-Target-Etag", etag.as_str())]),
+            ("x/account", &target, vec![("X-Symlink-Target-Account", "AUTH_test")]),
+            ("x/to-slo", &slo, vec![("X-Symlink-Target-Etag", slo_etag.as_str())]),
         ];
         for c in [link_c, target_c] {
-            for (name, extra) in &kinds {
-                let mut h = vec![("X-Symlink-Target", target.as_str())];
+            for (name, to, extra) in &kinds {
+                let mut h = vec![("X-Symlink-Target", *to)];
                 h.extend_from_slice(extra);
                 let r = req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b"");
                 ok(&r, name);
@@ -341,13 +361,14 @@ fn cross_cluster_links_list_like_swifts_own() {
         }
         let (got, got_json, got_xml) = listed(&url, &token, link_c);
         let (want, want_json, want_xml) = listed(&url, &token, target_c);
-        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got.len(), 5, "{got:?}");
         // Swift lists its links with their paths (static ones with the target's facts).
         assert!(want.iter().all(|r| r.get("symlink_path").is_some()), "{want:?}");
         assert!(want.iter().any(|r| r.get("symlink_bytes").is_some()), "{want:?}");
+        assert!(want.iter().any(|r| r.get("slo_etag").is_some()), "{want:?}");
         assert_eq!(got_json, want_json, "{link_c}: JSON listing");
         assert_eq!(got_xml, want_xml, "{link_c}: XML listing");
-        for (name, _) in &kinds {
+        for (name, ..) in &kinds {
             let shown = |c: &str| {
                 let url = format!("{url}/{c}/{name}?symlink=get");
                 req("HEAD", &url, &token, &[], b"")
