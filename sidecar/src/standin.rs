@@ -59,7 +59,10 @@ pub fn clean(content_type: &str) -> (String, Vec<(String, String)>) {
 
 /// A stand-in's headers as a client sees them: Content-Type without the sidecar's parameters.
 pub fn strip_headers(headers: &mut HeaderMap) {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return;
     };
     let (kept, _) = clean(value);
@@ -142,7 +145,10 @@ mod tests {
                 ]
             )
         );
-        assert_eq!(with_slo(&ct, 3, "d"), with_slo("text/plain;charset=utf-8", 3, "d"));
+        assert_eq!(
+            with_slo(&ct, 3, "d"),
+            with_slo("text/plain;charset=utf-8", 3, "d")
+        );
         assert_eq!(clean("text/plain").0, "text/plain");
     }
 

@@ -126,12 +126,14 @@ pub fn listing_content_type(headers: &mut HeaderMap, end: &End, target: Option<&
         facts.push((standin::LINK_ETAG, etag.trim_matches('"').to_string()));
         facts.push((standin::LINK_BYTES, bytes));
         // A link to an SLO is listed with the SLO's `slo_etag` too, as Swift lists it.
-        let slo_etag = crate::slo_assembly::marker(target).map(|(_, e)| e).or_else(|| {
-            value(target, "x-static-large-object")
-                .filter(|v| v.eq_ignore_ascii_case("true"))
-                .and(value(target, "etag"))
-                .map(|e| e.trim_matches('"').to_string())
-        });
+        let slo_etag = crate::slo_assembly::marker(target)
+            .map(|(_, e)| e)
+            .or_else(|| {
+                value(target, "x-static-large-object")
+                    .filter(|v| v.eq_ignore_ascii_case("true"))
+                    .and(value(target, "etag"))
+                    .map(|e| e.trim_matches('"').to_string())
+            });
         if let Some(slo_etag) = slo_etag {
             facts.push((standin::SLO_ETAG, slo_etag));
         }
@@ -222,7 +224,8 @@ async fn send(
 /// The ETag a static link names: Swift checks it below its SLO middleware, so for an SLO it is
 /// the manifest's (`X-Manifest-Etag`; a stand-in's own ETag is its stored manifest's too).
 fn checked_etag(headers: &HeaderMap) -> Option<String> {
-    let slo = value(headers, "x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let slo =
+        value(headers, "x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let etag = if slo {
         value(headers, "x-manifest-etag")
     } else {
@@ -250,7 +253,10 @@ pub async fn check_static(
             "Object Etag does not match X-Symlink-Target-Etag header",
         )));
     }
-    Ok(Ok(head.status().is_success().then(|| head.headers().clone())))
+    Ok(Ok(head
+        .status()
+        .is_success()
+        .then(|| head.headers().clone())))
 }
 
 pub enum Followed {
@@ -338,4 +344,3 @@ pub fn listing_path_back(record: &mut Object, routes: &RouteTable, cluster: &str
     record.set("symlink_path", renamed);
     true
 }
-

@@ -246,10 +246,16 @@ fn cross_cluster_dlo_lists_like_swifts_own() {
     );
     let value = format!("{segs}/seg/");
     for c in [&manifest_c, &segs] {
-        for (name, extra) in [("x/bare", vec![]), ("x/typed", vec![("Content-Type", "text/y")])] {
+        for (name, extra) in [
+            ("x/bare", vec![]),
+            ("x/typed", vec![("Content-Type", "text/y")]),
+        ] {
             let mut h = vec![("X-Object-Manifest", value.as_str())];
             h.extend_from_slice(&extra);
-            ok(&req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b""), name);
+            ok(
+                &req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b""),
+                name,
+            );
         }
     }
     let (got, got_json, got_xml) = listed(&url, &token, &manifest_c);

@@ -439,10 +439,17 @@ fn content_type_parameters_of_other_names_are_kept() {
     assert_eq!(head.header("content-type"), Some(given));
     let listing = send("GET", &format!("{container}?format=json"), &[]);
     let text = listing.body_text();
-    assert!(text.contains(&format!("\"content_type\": \"{given}\"")), "{text}");
+    assert!(
+        text.contains(&format!("\"content_type\": \"{given}\"")),
+        "{text}"
+    );
     assert!(text.contains("\"bytes\": 0"), "{text}");
     let slashed = "text/x;swiftfed_symlink_target=c/o";
-    let put = send("PUT", &format!("{container}/p"), &[("Content-Type", slashed)]);
+    let put = send(
+        "PUT",
+        &format!("{container}/p"),
+        &[("Content-Type", slashed)],
+    );
     assert_eq!(put.status, 201);
     let listing = send("GET", &format!("{container}?format=json&prefix=p"), &[]);
     let text = listing.body_text();

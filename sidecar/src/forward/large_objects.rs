@@ -398,7 +398,8 @@ pub(super) async fn keep_slo_marker(
     };
     if let (Some(given), Some(stored)) = (content_type(headers), content_type(&head.headers)) {
         let (_, facts) = crate::standin::clean(&stored);
-        let facts: Vec<(&str, String)> = facts.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let facts: Vec<(&str, String)> =
+            facts.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         if !facts.is_empty() {
             let with = crate::standin::with(&given, &facts);
             if let Ok(v) = http::HeaderValue::from_str(&with) {

@@ -37,8 +37,8 @@ impl ContainerListing {
             return None;
         }
         let container = path.container.as_deref()?;
-        let possible =
-            slo::renames(routes, &path.account) || !routes.container_routes(&path.account).is_empty();
+        let possible = slo::renames(routes, &path.account)
+            || !routes.container_routes(&path.account).is_empty();
         if !possible {
             return None;
         }
@@ -81,7 +81,11 @@ impl ContainerListing {
             }
             match self.format {
                 Format::Json => changed.then(|| crate::pyformat::dumps(&records)),
-                _ => Some(listing::render_container(self.format, &self.container, &records)),
+                _ => Some(listing::render_container(
+                    self.format,
+                    &self.container,
+                    &records,
+                )),
             }
         };
         let content_type = (self.format != Format::Json).then(|| self.format.content_type());

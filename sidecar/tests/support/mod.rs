@@ -426,16 +426,11 @@ pub fn blanked(text: &str, open: &str, close: &str) -> String {
 
 /// A container's listing of `x/` as the client gets it: the JSON records, and the JSON and
 /// XML texts, times blanked and the container's name fixed.
-pub fn listed(
-    url: &str,
-    token: &str,
-    container: &str,
-) -> (Vec<serde_json::Value>, String, String) {
+pub fn listed(url: &str, token: &str, container: &str) -> (Vec<serde_json::Value>, String, String) {
     let url = format!("{url}/{container}?prefix=x/");
     let json = req("GET", &format!("{url}&format=json"), token, &[], b"");
     ok(&json, "JSON listing");
-    let records: Vec<serde_json::Value> =
-        serde_json::from_slice(&json.body).expect("JSON listing");
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&json.body).expect("JSON listing");
     let json_text = blanked(&json.body_text(), "\"last_modified\": \"", "\"");
     let xml = req("GET", &format!("{url}&format=xml"), token, &[], b"");
     ok(&xml, "XML listing");
