@@ -103,7 +103,7 @@ pub(super) async fn json_names_back(
     json_back(response, rename, None).await
 }
 
-/// A JSON answer rewritten (`None`: unchanged), in `content_type` when given.
+/// A JSON answer rewritten (`None`: unchanged), then in `content_type` when given.
 async fn json_back(
     response: ProxyResponse,
     rewrite: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
@@ -127,12 +127,17 @@ async fn json_back(
         .await
         .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
         .ok_or_else(|| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "answer too large")))?;
-    let bytes = rewrite(&bytes).unwrap_or(bytes);
-    if let Some(v) = content_type {
-        parts
-            .headers
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
-    }
+    let bytes = match rewrite(&bytes) {
+        Some(rewritten) => {
+            if let Some(v) = content_type {
+                parts
+                    .headers
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            }
+            rewritten
+        }
+        None => bytes,
+    };
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
