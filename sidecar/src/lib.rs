@@ -32,6 +32,7 @@ pub mod server;
 pub mod slo;
 pub mod slo_assembly;
 pub mod slo_put;
+pub mod standin;
 pub mod state;
 pub mod subrequest;
 pub mod swift_path;

@@ -250,6 +250,7 @@ pub async fn read_stored(
 fn slo_headers(stored: &HeaderMap, size: u64, etag: &str) -> HeaderMap {
     let mut headers = stored.clone();
     headers.remove(MARKER);
+    crate::standin::strip_headers(&mut headers);
     let manifest_etag = headers
         .remove(header::ETAG)
         .and_then(|v| v.to_str().ok().map(|e| e.trim_matches('"').to_string()))
@@ -352,6 +353,7 @@ pub fn show_manifest(
 ) -> Result<Response<ProxyBody>, SloError> {
     let mut headers = stored.clone();
     headers.remove(MARKER);
+    crate::standin::strip_headers(&mut headers);
     headers.remove(header::CONTENT_RANGE);
     headers.remove(header::TRANSFER_ENCODING);
     headers.insert("x-static-large-object", HeaderValue::from_static("True"));

@@ -454,14 +454,50 @@ fn size_of(s: &Object) -> Result<Option<u64>, ()> {
     }
 }
 
-/// The request headers that store a validated manifest in place of the client's body.
-pub fn storing(headers: &mut HeaderMap, stored: &Stored) {
+/// The request headers that store a validated manifest in place of the client's body (at
+/// `path`, as the client sent it).
+pub fn storing(headers: &mut HeaderMap, stored: &Stored, path: &str) {
     headers.remove(header::ETAG);
     headers.remove(header::EXPECT);
     headers.remove("x-static-large-object");
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.body.len()));
     if let Ok(v) = HeaderValue::from_str(&stored.marker) {
         headers.insert(HeaderName::from_static(MARKER), v);
+    }
+    // What the listing must show, in the Content-Type (`standin`).
+    if let Some(content_type) = stored_content_type(headers, path) {
+        let (total, etag) = stored.marker.split_once(' ').unwrap_or_default();
+        let with = crate::standin::with_slo(&content_type, total.parse().unwrap_or(0), etag);
+        if let Ok(v) = HeaderValue::from_str(&with) {
+            headers.insert(header::CONTENT_TYPE, v);
+            headers.remove("x-detect-content-type");
+        }
+    }
+}
+
+/// The Content-Type Swift gives the manifest: the client's, else guessed from the name. Only
+/// the guess for a name without an extension (`application/octet-stream`) is known here; a
+/// name with one keeps Swift's own guess (`None`: the listing shows the stored object).
+fn stored_content_type(headers: &HeaderMap, path: &str) -> Option<String> {
+    let detect = headers
+        .get("x-detect-content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "on" | "t" | "y"
+            )
+        });
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    match given {
+        Some(v) if !detect => Some(v.to_string()),
+        _ => {
+            let last = path.rsplit('/').next().unwrap_or("");
+            (!last.contains('.')).then(|| "application/octet-stream".to_string())
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::body::{BodySlot, ProxyBody};
 use crate::copy::{self, CopyError, End};
-use crate::pyformat::{dumps, Object};
+use crate::pyformat::Object;
 use crate::route_table::RouteTable;
 use crate::state::{Active, State};
 use crate::swift_path::decode;
@@ -33,6 +33,11 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~')
     .remove(b'/');
+
+/// A name quoted as Swift quotes it in link paths.
+pub fn quote(name: &str) -> String {
+    utf8_percent_encode(name, PATH).to_string()
+}
 
 fn value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -94,14 +99,51 @@ pub fn mark_request(
             headers.insert(HeaderName::from_static(to), v);
         }
     }
-    if !headers.contains_key(header::CONTENT_TYPE) {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/symlink"),
-        );
-    }
     let etag = value(headers, TARGET_ETAG).map(|e| e.trim_matches('"').to_string());
     Some((end, etag))
+}
+
+/// On a marked link `PUT` (`end` its target; `target`: a static link's target's headers): the
+/// Content-Type Swift gives the link (the client's; else a static link's target's, else
+/// `application/symlink`), carrying what a listing shows of it (Swift's `symlink_path`, and
+/// `symlink_etag`/`symlink_bytes` of a static link) for `standin`.
+pub fn listing_content_type(headers: &mut HeaderMap, end: &End, target: Option<&HeaderMap>) {
+    use crate::standin;
+    // Swift drops a parameter value's `/` and what follows: quoted (and so free of `%2F`
+    // otherwise), `/` is written `%2F` there.
+    let path = format!("{}/{}", quote(&end.container), quote(&end.object));
+    let mut facts = vec![(standin::LINK_TARGET, path.replace('/', "%2F"))];
+    if headers.contains_key(TARGET_ACCOUNT) {
+        facts.push((standin::LINK_ACCOUNT, quote(&end.account)));
+    }
+    let mut content_type = value(headers, "content-type").filter(|v| !v.is_empty());
+    if let (Some(target), Some(etag)) = (target, value(headers, TARGET_ETAG)) {
+        // A target that is itself the sidecar's SLO: its size, not its stored form's.
+        let bytes = crate::slo_assembly::marker(target)
+            .map(|(size, _)| size.to_string())
+            .or_else(|| value(target, "content-length"))
+            .unwrap_or_default();
+        facts.push((standin::LINK_ETAG, etag.trim_matches('"').to_string()));
+        facts.push((standin::LINK_BYTES, bytes));
+        // A link to an SLO is listed with the SLO's `slo_etag` too, as Swift lists it.
+        let slo_etag = crate::slo_assembly::marker(target)
+            .map(|(_, e)| e)
+            .or_else(|| {
+                value(target, "x-static-large-object")
+                    .filter(|v| v.eq_ignore_ascii_case("true"))
+                    .and(value(target, "etag"))
+                    .map(|e| e.trim_matches('"').to_string())
+            });
+        if let Some(slo_etag) = slo_etag {
+            facts.push((standin::SLO_ETAG, slo_etag));
+        }
+        content_type =
+            content_type.or_else(|| value(target, "content-type").map(|t| standin::clean(&t).0));
+    }
+    let content_type = content_type.unwrap_or_else(|| "application/symlink".into());
+    if let Ok(v) = HeaderValue::from_str(&standin::with(&content_type, &facts)) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
 }
 
 /// Whether a response is a cross-cluster link (the sidecar's markers).
@@ -111,6 +153,7 @@ pub fn is_link(headers: &HeaderMap) -> bool {
 
 /// `?symlink=get` (or any answer that is the link itself): shown as Swift shows a link.
 pub fn show_link(headers: &mut HeaderMap) {
+    crate::standin::strip_headers(headers);
     let moves = [
         (TARGET, "x-symlink-target"),
         (TARGET_ACCOUNT, "x-symlink-target-account"),
@@ -178,29 +221,42 @@ async fn send(
     Ok((response, hop.upstream.timeouts.idle))
 }
 
-/// A static link is stored only if its target exists with that ETag (Swift answers 409).
+/// The ETag a static link names: Swift checks it below its SLO middleware, so for an SLO it is
+/// the manifest's (`X-Manifest-Etag`; a stand-in's own ETag is its stored manifest's too).
+fn checked_etag(headers: &HeaderMap) -> Option<String> {
+    let slo =
+        value(headers, "x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let etag = if slo {
+        value(headers, "x-manifest-etag")
+    } else {
+        value(headers, "etag")
+    };
+    etag.map(|e| e.trim_matches('"').to_string())
+}
+
+/// A static link is stored only if its target exists with that ETag (Swift answers 409);
+/// `Ok`: the target's headers, when it answered.
 pub async fn check_static(
     state: &State,
     active: &Active,
     end: &End,
     etag: &str,
     client_headers: &HeaderMap,
-) -> Result<Option<Response<ProxyBody>>, CopyError> {
+) -> Result<Result<Option<HeaderMap>, Response<ProxyBody>>, CopyError> {
     let (head, _) = send(state, active, end, Method::HEAD, client_headers).await?;
     if head.status() == StatusCode::NOT_FOUND {
-        return Ok(Some(conflict("X-Symlink-Target does not exist")));
+        return Ok(Err(conflict("X-Symlink-Target does not exist")));
     }
-    let actual = head
-        .headers()
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(|e| e.trim_matches('"').to_string());
+    let actual = checked_etag(head.headers());
     if head.status().is_success() && actual.as_deref() != Some(etag) {
-        return Ok(Some(conflict(
+        return Ok(Err(conflict(
             "Object Etag does not match X-Symlink-Target-Etag header",
         )));
     }
-    Ok(None)
+    Ok(Ok(head
+        .status()
+        .is_success()
+        .then(|| head.headers().clone())))
 }
 
 pub enum Followed {
@@ -227,11 +283,7 @@ pub async fn follow(
         let (mut response, idle) =
             send(state, active, &end, method.clone(), client_headers).await?;
         if let Some(expected) = expected {
-            let actual = response
-                .headers()
-                .get(header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .map(|e| e.trim_matches('"').to_string());
+            let actual = checked_etag(response.headers());
             if response.status().is_success() && actual.as_deref() != Some(expected.as_str()) {
                 return Ok(Followed::Local(conflict(
                     "Object Etag does not match X-Symlink-Target-Etag header",
@@ -291,15 +343,4 @@ pub fn listing_path_back(record: &mut Object, routes: &RouteTable, cluster: &str
     );
     record.set("symlink_path", renamed);
     true
-}
-
-/// A JSON container listing from `cluster` with link paths named as the client names them;
-/// `None` when nothing needs changing (or the body is not a JSON listing).
-pub fn listing_paths_back(body: &[u8], routes: &RouteTable, cluster: &str) -> Option<Vec<u8>> {
-    let mut records = serde_json::from_slice::<Vec<Object>>(body).ok()?;
-    let mut changed = false;
-    for record in &mut records {
-        changed |= listing_path_back(record, routes, cluster);
-    }
-    changed.then(|| dumps(&records))
 }

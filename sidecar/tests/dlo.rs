@@ -224,3 +224,43 @@ fn dlo_segments_in_another_cluster_read_like_swifts_own() {
     assert_eq!(stored.status, 200);
     assert_eq!(stored.header("x-object-manifest"), None);
 }
+
+/// A DLO manifest whose segments live in another cluster lists as Swift lists its own DLO
+/// manifest (the stored object, in both), in JSON and XML.
+#[test]
+fn cross_cluster_dlo_lists_like_swifts_own() {
+    let [a, b] = shared_pair();
+    let u = unique_name("dlol").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}man\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (manifest_c, segs) = (format!("{u}man"), format!("{u}segs"));
+    for c in [&manifest_c, &segs] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    ok(
+        &req("PUT", &format!("{url}/{segs}/seg/0"), &token, &[], b"abc"),
+        "segment",
+    );
+    let value = format!("{segs}/seg/");
+    for c in [&manifest_c, &segs] {
+        for (name, extra) in [
+            ("x/bare", vec![]),
+            ("x/typed", vec![("Content-Type", "text/y")]),
+        ] {
+            let mut h = vec![("X-Object-Manifest", value.as_str())];
+            h.extend_from_slice(&extra);
+            ok(
+                &req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b""),
+                name,
+            );
+        }
+    }
+    let (got, got_json, got_xml) = listed(&url, &token, &manifest_c);
+    let (_, want_json, want_xml) = listed(&url, &token, &segs);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got_json, want_json, "JSON listing");
+    assert_eq!(got_xml, want_xml, "XML listing");
+}

@@ -892,3 +892,87 @@ fn inline_data_segments_read_like_swifts_own() {
         }
     }
 }
+
+#[test]
+fn cross_cluster_slo_lists_like_swifts_own() {
+    let s = setup("slolist");
+    for (manifest_c, segs, reference_c) in &cases(&s.u) {
+        for c in [manifest_c, segs] {
+            ok(
+                &req("PUT", &format!("{}/{c}", s.url), &s.token, &[], b""),
+                c,
+            );
+        }
+        let (_, body) = put_segments(&s, segs);
+        // With the client's Content-Type, and with Swift's guess for a name without extension.
+        for c in [manifest_c, reference_c] {
+            ok(&put_manifest(&s, &format!("{c}/x/big"), &body, &[]), c);
+            let bare = format!("{}/{c}/x/bare?multipart-manifest=put", s.url);
+            ok(&req("PUT", &bare, &s.token, &[], body.as_bytes()), c);
+        }
+        let (got, got_json, got_xml) = listed(&s.url, &s.token, manifest_c);
+        let (want, want_json, want_xml) = listed(&s.url, &s.token, reference_c);
+        assert_eq!(got.len(), 2, "{got:?}");
+        // Swift lists its SLOs with their total size and `slo_etag`.
+        for r in &want {
+            assert_eq!(r["bytes"], 2300, "{want:?}");
+            assert!(r.get("slo_etag").is_some(), "{want:?}");
+        }
+        assert_eq!(got_json, want_json, "{manifest_c}: JSON listing");
+        assert_eq!(got_xml, want_xml, "{manifest_c}: XML listing");
+        for name in ["x/big", "x/bare"] {
+            let head = |c: &str| req("HEAD", &format!("{}/{c}/{name}", s.url), &s.token, &[], b"");
+            let (got, want) = (head(manifest_c), head(reference_c));
+            no_marker(&got, "HEAD");
+            assert_eq!(view(&got), view(&want), "{manifest_c}/{name}: HEAD");
+        }
+        // A POST with a new Content-Type keeps the listing's size and ETag.
+        for c in [manifest_c, reference_c] {
+            let url = format!("{}/{c}/x/big", s.url);
+            ok(
+                &req("POST", &url, &s.token, &[("Content-Type", "text/y")], b""),
+                "POST",
+            );
+        }
+        let (_, got_json, got_xml) = listed(&s.url, &s.token, manifest_c);
+        let (_, want_json, want_xml) = listed(&s.url, &s.token, reference_c);
+        assert_eq!((got_json, got_xml), (want_json, want_xml), "after POST");
+    }
+}
+
+/// A `Migrate` container's merged listing shows a cross-cluster SLO as Swift shows its own.
+#[test]
+fn cross_cluster_slo_lists_like_swifts_own_in_a_migrated_container() {
+    let [a, b] = shared_pair();
+    let u = unique_name("slomig").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}mig\"}}}}, target: {{cluster: b}}, mode: Migrate}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (migrated, segs) = (format!("{u}mig"), format!("{u}segs"));
+    for c in [&migrated, &segs] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    let data = pattern(1500, 7);
+    ok(
+        &req("PUT", &format!("{url}/{segs}/seg"), &token, &[], &data),
+        "segment",
+    );
+    let body = format!(
+        "[{{\"path\": \"/{segs}/seg\", \"etag\": \"{}\", \"size_bytes\": 1500}}]",
+        hex_md5(&data)
+    );
+    // The manifest goes to b, its segment stays in a: a stand-in; the reference is Swift's.
+    for c in [&migrated, &segs] {
+        let at = format!("{url}/{c}/x/big?multipart-manifest=put");
+        let headers = [("Content-Type", "text/x-slo")];
+        ok(&req("PUT", &at, &token, &headers, body.as_bytes()), c);
+    }
+    let (got, got_json, got_xml) = listed(&url, &token, &migrated);
+    let (_, want_json, want_xml) = listed(&url, &token, &segs);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["bytes"], 1500, "{got:?}");
+    assert_eq!(got_json, want_json, "JSON listing");
+    assert_eq!(got_xml, want_xml, "XML listing");
+}

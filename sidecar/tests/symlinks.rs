@@ -294,3 +294,124 @@ fn listings_name_link_targets_as_the_client_does() {
         assert_eq!(symlink_paths(&format!("{p}-{c}")), expected, "{c}");
     }
 }
+
+/// A link to make: its name, target and further headers.
+type Link<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
+/// A container listing (JSON and XML) shows links whose target lives in another cluster as
+/// Swift shows its own: `symlink_path`, a static link's `symlink_etag` and `symlink_bytes`, the
+/// Content-Type Swift gives a link (`application/symlink`, the client's, a static link's
+/// target's), and `?symlink=get` shows that Content-Type too.
+#[test]
+fn cross_cluster_links_list_like_swifts_own() {
+    let [a, b] = shared_pair();
+    let u = unique_name("sll").replace('-', "");
+    let route = format!(
+        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}links\"}}}}, target: {{cluster: b}}}}"
+    );
+    let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
+    let (url, token) = auth_via(&sidecar, TESTER);
+    let (routed, local) = (format!("{u}links"), format!("{u}data"));
+    for c in [&routed, &local] {
+        ok(&req("PUT", &format!("{url}/{c}"), &token, &[], b""), c);
+    }
+    // (link container, target container): the reference links sit next to their target.
+    for (link_c, target_c) in [(&routed, &local), (&local, &routed)] {
+        // An object name with `/`, which Swift keeps in `symlink_path`.
+        let target = format!("{target_c}/d/t");
+        let put = req(
+            "PUT",
+            &format!("{url}/{target}"),
+            &token,
+            &[("Content-Type", "text/x-t")],
+            b"the target's bytes",
+        );
+        ok(&put, "target");
+        let etag = put.header("etag").expect("etag").to_string();
+        // An SLO next to the target, for a static link to it.
+        let seg = req(
+            "PUT",
+            &format!("{url}/{target_c}/d/seg"),
+            &token,
+            &[],
+            b"seg",
+        );
+        ok(&seg, "segment");
+        let manifest = format!(
+            "[{{\"path\": \"/{target_c}/d/seg\", \"etag\": {}, \"size_bytes\": 3}}]",
+            seg.header("etag")
+                .map(|e| format!("\"{}\"", e.trim_matches('"')))
+                .expect("etag")
+        );
+        let slo = format!("{target_c}/d/slo");
+        let put_slo = req(
+            "PUT",
+            &format!("{url}/{slo}?multipart-manifest=put"),
+            &token,
+            &[],
+            manifest.as_bytes(),
+        );
+        ok(&put_slo, "SLO");
+        // A static link to an SLO names its manifest's ETag (Swift checks below its SLO).
+        let head_slo = req("HEAD", &format!("{url}/{slo}"), &token, &[], b"");
+        let slo_etag = head_slo
+            .header("x-manifest-etag")
+            .expect("manifest etag")
+            .to_string();
+        let kinds: [Link; 5] = [
+            ("x/dynamic", &target, vec![]),
+            ("x/typed", &target, vec![("Content-Type", "text/y")]),
+            (
+                "x/static",
+                &target,
+                vec![("X-Symlink-Target-Etag", etag.as_str())],
+            ),
+            (
+                "x/account",
+                &target,
+                vec![("X-Symlink-Target-Account", "AUTH_test")],
+            ),
+            (
+                "x/to-slo",
+                &slo,
+                vec![("X-Symlink-Target-Etag", slo_etag.as_str())],
+            ),
+        ];
+        for c in [link_c, target_c] {
+            for (name, to, extra) in &kinds {
+                let mut h = vec![("X-Symlink-Target", *to)];
+                h.extend_from_slice(extra);
+                let r = req("PUT", &format!("{url}/{c}/{name}"), &token, &h, b"");
+                ok(&r, name);
+            }
+        }
+        let (got, got_json, got_xml) = listed(&url, &token, link_c);
+        let (want, want_json, want_xml) = listed(&url, &token, target_c);
+        assert_eq!(got.len(), 5, "{got:?}");
+        // Swift lists its links with their paths (static ones with the target's facts).
+        assert!(
+            want.iter().all(|r| r.get("symlink_path").is_some()),
+            "{want:?}"
+        );
+        assert!(
+            want.iter().any(|r| r.get("symlink_bytes").is_some()),
+            "{want:?}"
+        );
+        assert!(want.iter().any(|r| r.get("slo_etag").is_some()), "{want:?}");
+        assert_eq!(got_json, want_json, "{link_c}: JSON listing");
+        assert_eq!(got_xml, want_xml, "{link_c}: XML listing");
+        for (name, ..) in &kinds {
+            let shown = |c: &str| {
+                let url = format!("{url}/{c}/{name}?symlink=get");
+                req("HEAD", &url, &token, &[], b"")
+                    .header("content-type")
+                    .map(str::to_string)
+            };
+            assert_eq!(
+                shown(link_c),
+                shown(target_c),
+                "{link_c}/{name}: ?symlink=get"
+            );
+        }
+    }
+}

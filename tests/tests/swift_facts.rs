@@ -416,3 +416,45 @@ fn clients_cannot_set_the_size_a_listing_shows() {
     let text = listing.body_text();
     assert!(text.contains("\"bytes\": 3"), "{text}");
 }
+
+/// Content-Type parameters of other names are kept as given, on the object and in listings,
+/// except a parameter value's `/` and what follows: what the sidecar's stand-ins rely on to
+/// carry what listings show (sidecar/src/standin.rs).
+#[test]
+fn content_type_parameters_of_other_names_are_kept() {
+    let [a, _] = swiftfed_tests::shared_pair();
+    let (url, token) = a.auth("test:tester", "testing").expect("auth");
+    let container = swiftfed_tests::unique_name("facts-ct");
+    let auth = [("X-Auth-Token", token.as_str())];
+    let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut all = auth.to_vec();
+        all.extend_from_slice(headers);
+        http_request(method, &format!("{url}/{path}"), &all, b"").expect("request")
+    };
+    assert_eq!(send("PUT", &container, &[]).status / 100, 2);
+    let given = "text/x;swiftfed_slo_bytes=1000;swiftfed_symlink_target=c%2Fo%20x";
+    let put = send("PUT", &format!("{container}/o"), &[("Content-Type", given)]);
+    assert_eq!(put.status, 201);
+    let head = send("HEAD", &format!("{container}/o"), &[]);
+    assert_eq!(head.header("content-type"), Some(given));
+    let listing = send("GET", &format!("{container}?format=json"), &[]);
+    let text = listing.body_text();
+    assert!(
+        text.contains(&format!("\"content_type\": \"{given}\"")),
+        "{text}"
+    );
+    assert!(text.contains("\"bytes\": 0"), "{text}");
+    let slashed = "text/x;swiftfed_symlink_target=c/o";
+    let put = send(
+        "PUT",
+        &format!("{container}/p"),
+        &[("Content-Type", slashed)],
+    );
+    assert_eq!(put.status, 201);
+    let listing = send("GET", &format!("{container}?format=json&prefix=p"), &[]);
+    let text = listing.body_text();
+    assert!(
+        text.contains("\"content_type\": \"text/x;swiftfed_symlink_target=c\""),
+        "{text}"
+    );
+}

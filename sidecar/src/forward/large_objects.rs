@@ -105,6 +105,9 @@ pub(super) async fn link_elsewhere(
     dest_cluster: Option<&str>,
     headers: &mut HeaderMap,
 ) -> Result<Option<Response<ProxyBody>>, Refusal> {
+    // First of the object PUT/POST steps: a client's own listing facts are not taken (they
+    // would list as an SLO or a link).
+    crate::standin::strip_headers(headers);
     if *method != Method::PUT {
         return Ok(None);
     }
@@ -113,11 +116,21 @@ pub(super) async fn link_elsewhere(
     else {
         return Ok(None);
     };
-    let Some(etag) = etag else { return Ok(None) };
+    let Some(etag) = etag else {
+        symlink::listing_content_type(headers, &end, None);
+        return Ok(None);
+    };
     authorize_target(state, active, headers, &end).await?;
-    symlink::check_static(state, active, &end, &etag, headers)
+    let checked = symlink::check_static(state, active, &end, &etag, headers)
         .await
-        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))
+        .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
+    match checked {
+        Err(refusal) => Ok(Some(refusal)),
+        Ok(target) => {
+            symlink::listing_content_type(headers, &end, target.as_ref());
+            Ok(None)
+        }
+    }
 }
 
 /// A `GET`/`HEAD` answered with the sidecar's link is answered with its target, followed
@@ -375,6 +388,24 @@ pub(super) async fn keep_slo_marker(
         .map_err(|e| Refusal::Denied(swift_error(e.status(), &e.to_string())))?;
     if let Some(marker) = head.headers.get(slo_assembly::MARKER) {
         headers.insert(slo_assembly::MARKER, marker.clone());
+    }
+    // A new Content-Type keeps what the listing shows of a stand-in, as Swift keeps
+    // `swift_bytes` and a link's listing fields.
+    let content_type = |h: &HeaderMap| {
+        h.get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if let (Some(given), Some(stored)) = (content_type(headers), content_type(&head.headers)) {
+        let (_, facts) = crate::standin::clean(&stored);
+        let facts: Vec<(&str, String)> =
+            facts.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        if !facts.is_empty() {
+            let with = crate::standin::with(&given, &facts);
+            if let Ok(v) = http::HeaderValue::from_str(&with) {
+                headers.insert(http::header::CONTENT_TYPE, v);
+            }
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod authorize;
 mod large_objects;
+mod listed;
 mod routed;
 mod spanning;
 
@@ -341,7 +342,7 @@ async fn send_local(
             {
                 Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
                 Some(Ok(stored)) => {
-                    slo_put::storing(&mut headers, &stored);
+                    slo_put::storing(&mut headers, &stored, raw_path);
                     sent_query = slo_put::without_manifest_put(query);
                     slo_answer = Some(stored.answer);
                     stored.body
@@ -356,6 +357,10 @@ async fn send_local(
     } else {
         body
     };
+    let listed = listed::ContainerListing::of(&active.routes, method, path, query, &headers);
+    if let Some(listed) = &listed {
+        sent_query = listed.query(sent_query.as_deref());
+    }
     let out = Outgoing {
         method: method.clone(),
         path_and_query: path_with(sent_query.as_deref(), raw_path.to_string()),
@@ -366,6 +371,9 @@ async fn send_local(
     let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
     if let Some(answer) = &slo_answer {
         response = stored_manifest_answer(response, answer).await?;
+    }
+    if let Some(listed) = &listed {
+        response = listed.back(response, |_| false).await?;
     }
     // The headers as sent: on the GET/HEAD this concerns, the client's own.
     let at = (None, raw_path);

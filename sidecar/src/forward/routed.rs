@@ -3,7 +3,7 @@
 //! `Migrate` routes also read and delete in the local cluster.
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use swiftfed_crds::routing::RouteMode;
 
 use super::authorize::{
@@ -14,17 +14,17 @@ use super::large_objects::{
     keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
     read_manifest, stored_manifest_answer,
 };
+use super::listed::{json_names_back, ContainerListing};
 use super::{
     path_with, response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req,
 };
 use crate::auth::{self, Access};
-use crate::body::{self, BodySlot};
+use crate::body::BodySlot;
 use crate::dlo;
 use crate::listing;
 use crate::rename::{self, Placement};
 use crate::route_table::Route;
 use crate::slo;
-use crate::slo_assembly;
 use crate::slo_put;
 use crate::symlink;
 use crate::upstream::Outgoing;
@@ -121,7 +121,7 @@ pub(super) async fn send_routed(
             {
                 Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
                 Some(Ok(stored)) => {
-                    slo_put::storing(&mut headers, &stored);
+                    slo_put::storing(&mut headers, &stored, raw_path);
                     sent_query = slo_put::without_manifest_put(query);
                     slo_answer = Some(stored.answer);
                     stored.body
@@ -195,6 +195,10 @@ pub(super) async fn send_routed(
         }
     }
 
+    let listed = ContainerListing::of(&active.routes, method, path, query, &client_headers);
+    if let Some(listed) = &listed {
+        sent_query = listed.query(sent_query.as_deref());
+    }
     let out = Outgoing {
         method: method.clone(),
         path_and_query: path_with(sent_query.as_deref(), target_path.clone()),
@@ -329,14 +333,14 @@ pub(super) async fn send_routed(
         let rename = |b: &[u8]| slo::rename_get(b, &active.routes, &route.cluster, &target.account);
         response = json_names_back(response, rename).await?;
     }
-    // Links inside the target are listed with the target's names (`symlink_path`).
-    if *method == Method::GET
-        && !path.has_object
-        && path.container.is_some()
-        && slo::renames(&active.routes, &path.account)
-    {
-        let rename = |b: &[u8]| symlink::listing_paths_back(b, &active.routes, &route.cluster);
-        response = json_names_back(response, rename).await?;
+    // Links inside the target are listed with the target's names (`symlink_path`), and
+    // stand-ins as what they stand for.
+    if let Some(listed) = &listed {
+        let renames = slo::renames(&active.routes, &path.account);
+        let rename = |r: &mut crate::pyformat::Object| {
+            renames && symlink::listing_path_back(r, &active.routes, &route.cluster)
+        };
+        response = listed.back(response, rename).await?;
     }
     large_object(
         state,
@@ -349,50 +353,4 @@ pub(super) async fn send_routed(
         (Some(route.cluster.as_str()), &target_path),
     )
     .await
-}
-
-/// A JSON answer (`?multipart-manifest=get`, a container listing) with the client's names, as
-/// `rename` gives them (`None`: unchanged), and the ETag of what the client then reads, as one
-/// cluster holding those names would send.
-async fn json_names_back(
-    response: ProxyResponse,
-    rename: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-) -> Result<ProxyResponse, Refusal> {
-    let ProxyResponse::Upstream { response, idle } = response else {
-        return Ok(response);
-    };
-    let json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    // The sidecar's stored manifests already hold the client's names.
-    let stored = slo_assembly::marker(response.headers()).is_some();
-    if response.status() != StatusCode::OK || !json || stored {
-        return Ok(ProxyResponse::Upstream { response, idle });
-    }
-    let (mut parts, incoming) = response.into_parts();
-    let bytes = body::read_to_end(incoming, crate::subrequest::MAX_BODY)
-        .await
-        .map_err(|e| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, &e)))?
-        .ok_or_else(|| Refusal::Denied(swift_error(StatusCode::BAD_GATEWAY, "answer too large")))?;
-    let bytes = rename(&bytes).unwrap_or(bytes);
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    if parts.headers.contains_key(header::ETAG) {
-        use md5::Digest;
-        let digest: String = md5::Md5::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&digest) {
-            parts.headers.insert(header::ETAG, v);
-        }
-    }
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    Ok(ProxyResponse::Local(Response::from_parts(
-        parts,
-        body::full(bytes),
-    )))
 }

@@ -31,6 +31,17 @@ pub(crate) use params::{pick_format, Format, Params};
 use render::{render, Listing};
 use totals::{routed_totals, shadowed_totals};
 
+/// The format a client's listing is answered in, as Swift picks it (`None`: Swift answers
+/// itself, as for a bad parameter or an unacceptable `Accept`).
+pub(crate) fn format_of(query: Option<&str>, headers: &HeaderMap) -> Option<Format> {
+    pick_format(&Params::parse(query)?, headers)
+}
+
+/// A container's listing in `format`, as Swift's listing filter renders it from JSON.
+pub(crate) fn render_container(format: Format, container: &str, records: &[Record]) -> Vec<u8> {
+    render(format, Listing::Container(container), records)
+}
+
 /// Swift's `CONTAINER_LISTING_LIMIT` (also the account listing maximum).
 const MAX_LIMIT: usize = 10_000;
 
@@ -207,8 +218,10 @@ async fn merge(
 ) -> Result<Merged, ListingError> {
     let mut out = Vec::new();
     let limit = params.limit;
-    let failed = walk(ctx, sources, params, &mut |r| {
+    let failed = walk(ctx, sources, params, &mut |mut r| {
         if out.len() < limit {
+            // A stand-in as what it stands for (counted as stored, as Swift counts an SLO).
+            crate::standin::listing_record(&mut r, ctx.account);
             out.push(r);
         }
         out.len() < limit

@@ -410,3 +410,38 @@ pub fn ok(r: &HttpResponse, what: &str) {
         r.body_text()
     );
 }
+
+/// `text` with every `open…close` span blanked (times that differ between two objects).
+pub fn blanked(text: &str, open: &str, close: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(open) {
+        out.push_str(&rest[..at + open.len()]);
+        rest = &rest[at + open.len()..];
+        rest = rest.find(close).map_or("", |e| &rest[e..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A container's listing of `x/` as the client gets it: the JSON records, and the JSON and
+/// XML texts, times blanked and the container's name fixed.
+pub fn listed(url: &str, token: &str, container: &str) -> (Vec<serde_json::Value>, String, String) {
+    let url = format!("{url}/{container}?prefix=x/");
+    let json = req("GET", &format!("{url}&format=json"), token, &[], b"");
+    ok(&json, "JSON listing");
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&json.body).expect("JSON listing");
+    let json_text = blanked(&json.body_text(), "\"last_modified\": \"", "\"");
+    let xml = req("GET", &format!("{url}&format=xml"), token, &[], b"");
+    ok(&xml, "XML listing");
+    assert_eq!(
+        xml.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
+    let xml_text = blanked(
+        &xml.body_text().replace(container, "C"),
+        "<last_modified>",
+        "</last_modified>",
+    );
+    (records, json_text, xml_text)
+}
