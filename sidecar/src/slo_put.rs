@@ -455,8 +455,9 @@ fn size_of(s: &Object) -> Result<Option<u64>, ()> {
 }
 
 /// The request headers that store a validated manifest in place of the client's body (at
-/// `path`, as the client sent it).
-pub fn storing(headers: &mut HeaderMap, stored: &Stored, path: &str) {
+/// `path`, as the client sent it). `false`: Swift will guess the Content-Type from the name, so
+/// what the listing must show is added once the guess is known ([`relabelled`]).
+pub fn storing(headers: &mut HeaderMap, stored: &Stored, path: &str) -> bool {
     headers.remove(header::ETAG);
     headers.remove(header::EXPECT);
     headers.remove("x-static-large-object");
@@ -465,14 +466,35 @@ pub fn storing(headers: &mut HeaderMap, stored: &Stored, path: &str) {
         headers.insert(HeaderName::from_static(MARKER), v);
     }
     // What the listing must show, in the Content-Type (`standin`).
-    if let Some(content_type) = stored_content_type(headers, path) {
-        let (total, etag) = stored.marker.split_once(' ').unwrap_or_default();
-        let with = crate::standin::with_slo(&content_type, total.parse().unwrap_or(0), etag);
-        if let Ok(v) = HeaderValue::from_str(&with) {
-            headers.insert(header::CONTENT_TYPE, v);
-            headers.remove("x-detect-content-type");
+    match stored_content_type(headers, path) {
+        Some(content_type) => {
+            relabel(headers, &content_type, &stored.marker);
+            true
         }
+        None => false,
     }
+}
+
+/// `headers` with `content_type` carrying what the listing must show of the stored manifest
+/// whose marker is `marker` (`standin`).
+fn relabel(headers: &mut HeaderMap, content_type: &str, marker: &str) {
+    let (total, etag) = marker.split_once(' ').unwrap_or_default();
+    let with = crate::standin::with_slo(content_type, total.parse().unwrap_or(0), etag);
+    if let Ok(v) = HeaderValue::from_str(&with) {
+        headers.insert(header::CONTENT_TYPE, v);
+        headers.remove("x-detect-content-type");
+    }
+}
+
+/// The headers of a second `PUT` of a stored manifest, once Swift guessed its Content-Type from
+/// the name (`guessed`, read back with a `HEAD`): the same request, with that type carrying
+/// what the listing must show. Python's `mimetypes` guess cannot be made here, so the manifest
+/// is written twice when a client sends no type for a name with an extension (what
+/// `swift upload --use-slo` does).
+pub fn relabelled(sent: &HeaderMap, guessed: &str, marker: &str) -> HeaderMap {
+    let mut headers = sent.clone();
+    relabel(&mut headers, guessed, marker);
+    headers
 }
 
 /// The Content-Type Swift gives the manifest: the client's, else guessed from the name. Only

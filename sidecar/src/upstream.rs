@@ -126,6 +126,7 @@ enum Attempt {
 }
 
 /// What to send, minus the body.
+#[derive(Clone)]
 pub struct Outgoing {
     pub method: Method,
     pub path_and_query: String,

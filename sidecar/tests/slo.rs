@@ -904,15 +904,18 @@ fn cross_cluster_slo_lists_like_swifts_own() {
             );
         }
         let (_, body) = put_segments(&s, segs);
-        // With the client's Content-Type, and with Swift's guess for a name without extension.
+        // With the client's Content-Type, and with Swift's guess from the name (without an
+        // extension, and with one, as `swift upload --use-slo` sends them).
         for c in [manifest_c, reference_c] {
             ok(&put_manifest(&s, &format!("{c}/x/big"), &body, &[]), c);
-            let bare = format!("{}/{c}/x/bare?multipart-manifest=put", s.url);
-            ok(&req("PUT", &bare, &s.token, &[], body.as_bytes()), c);
+            for name in ["bare", "disk.iso"] {
+                let bare = format!("{}/{c}/x/{name}?multipart-manifest=put", s.url);
+                ok(&req("PUT", &bare, &s.token, &[], body.as_bytes()), c);
+            }
         }
         let (got, got_json, got_xml) = listed(&s.url, &s.token, manifest_c);
         let (want, want_json, want_xml) = listed(&s.url, &s.token, reference_c);
-        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got.len(), 3, "{got:?}");
         // Swift lists its SLOs with their total size and `slo_etag`.
         for r in &want {
             assert_eq!(r["bytes"], 2300, "{want:?}");
@@ -920,7 +923,7 @@ fn cross_cluster_slo_lists_like_swifts_own() {
         }
         assert_eq!(got_json, want_json, "{manifest_c}: JSON listing");
         assert_eq!(got_xml, want_xml, "{manifest_c}: XML listing");
-        for name in ["x/big", "x/bare"] {
+        for name in ["x/big", "x/bare", "x/disk.iso"] {
             let head = |c: &str| req("HEAD", &format!("{}/{c}/{name}", s.url), &s.token, &[], b"");
             let (got, want) = (head(manifest_c), head(reference_c));
             no_marker(&got, "HEAD");

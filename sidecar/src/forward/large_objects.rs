@@ -7,21 +7,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderMap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::authorize::{authorize_locally, authorize_target};
 use super::spanning::bulk_delete;
-use super::{swift_error, ProxyResponse, Refusal};
+use super::{response_status, send_timed, swift_error, ProxyResponse, Refusal};
 use crate::body::{self, BodySlot, ProxyBody};
 use crate::dlo;
+use crate::metrics::RouteCounters;
 use crate::slo;
 use crate::slo_assembly::{self, SloError};
 use crate::slo_put::{self, Stored};
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::symlink;
+use crate::upstream::{Outgoing, Upstream};
 
 /// Where the object a request names is stored: its cluster (`None`: local) and target path.
 pub(super) type At<'a> = (Option<&'a str>, &'a str);
@@ -435,4 +438,67 @@ pub(super) async fn stored_manifest_answer(
             body::full(body),
         ))),
     }
+}
+
+/// A stored manifest whose Content-Type Swift guessed from its name (`slo_put::relabelled`):
+/// the guess read back with a `HEAD`, then the same manifest put again with that type carrying
+/// what the listing must show. Any failure keeps the first answer (the manifest is stored; only
+/// its listing shows the stored object).
+pub(super) async fn relabel_guessed(
+    upstream: &Upstream,
+    sent: &Outgoing,
+    body: Bytes,
+    marker: &str,
+    response: ProxyResponse,
+    counters: &RouteCounters,
+) -> Result<ProxyResponse, Refusal> {
+    if !response_status(&response).is_some_and(|s| s.is_success()) {
+        return Ok(response);
+    }
+    let mut head_headers = sent.headers.clone();
+    for name in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+        header::ETAG,
+        header::EXPECT,
+        header::TRANSFER_ENCODING,
+    ] {
+        head_headers.remove(name);
+    }
+    let head = Outgoing {
+        method: Method::HEAD,
+        path_and_query: sent
+            .path_and_query
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        headers: head_headers,
+        endpoint_host: sent.endpoint_host,
+        expect_continue: false,
+    };
+    let Ok((head, _)) = upstream.send(&head, &BodySlot::new(None)).await else {
+        return Ok(response);
+    };
+    let guessed = head
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| head.status().is_success())
+        .map(|v| crate::standin::clean(v).0);
+    let Some(guessed) = guessed else {
+        return Ok(response);
+    };
+    let again = Outgoing {
+        method: Method::PUT,
+        path_and_query: sent.path_and_query.clone(),
+        headers: slo_put::relabelled(&sent.headers, &guessed, marker),
+        endpoint_host: sent.endpoint_host,
+        expect_continue: false,
+    };
+    let relabelled = send_timed(upstream, &again, &BodySlot::from_bytes(body), counters).await?;
+    Ok(match response_status(&relabelled) {
+        Some(s) if s.is_success() => relabelled,
+        _ => response,
+    })
 }

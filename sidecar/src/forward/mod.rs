@@ -11,7 +11,7 @@ mod spanning;
 
 use large_objects::{
     keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
-    read_manifest, stored_manifest_answer,
+    read_manifest, relabel_guessed, stored_manifest_answer,
 };
 use spanning::{bulk_delete, cross_cluster_copy, extract_archive, merged_listing, stand_in_copy};
 
@@ -327,6 +327,8 @@ async fn send_local(
     // An SLO manifest naming segments in routed containers: checked and stored by the sidecar.
     let mut sent_query = query.map(str::to_string);
     let mut slo_answer = None;
+    // A stored manifest whose Content-Type Swift will guess: (marker, body) to label it after.
+    let mut relabel: Option<(String, Vec<u8>)> = None;
     let mut expect_continue = expect_continue;
     let manifest_body;
     let body = if *method == Method::PUT
@@ -342,7 +344,9 @@ async fn send_local(
             {
                 Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
                 Some(Ok(stored)) => {
-                    slo_put::storing(&mut headers, &stored, raw_path);
+                    if !slo_put::storing(&mut headers, &stored, raw_path) {
+                        relabel = Some((stored.marker.clone(), stored.body.clone()));
+                    }
                     sent_query = slo_put::without_manifest_put(query);
                     slo_answer = Some(stored.answer);
                     stored.body
@@ -369,6 +373,18 @@ async fn send_local(
         expect_continue,
     };
     let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
+    if let Some((marker, stored)) = relabel {
+        let counters = &record.counters;
+        response = relabel_guessed(
+            &state.local,
+            &out,
+            stored.into(),
+            &marker,
+            response,
+            counters,
+        )
+        .await?;
+    }
     if let Some(answer) = &slo_answer {
         response = stored_manifest_answer(response, answer).await?;
     }

@@ -12,7 +12,7 @@ use super::authorize::{
 };
 use super::large_objects::{
     keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
-    read_manifest, stored_manifest_answer,
+    read_manifest, relabel_guessed, stored_manifest_answer,
 };
 use super::listed::{json_names_back, ContainerListing};
 use super::{
@@ -106,6 +106,8 @@ pub(super) async fn send_routed(
     // (`slo_assembly`); into a renaming route, its segment paths renamed (`slo`).
     let mut sent_query = query.map(str::to_string);
     let mut slo_answer = None;
+    // A stored manifest whose Content-Type Swift will guess: (marker, body) to label it after.
+    let mut relabel: Option<(String, Vec<u8>)> = None;
     let manifest_body;
     let body = if *method == Method::PUT
         && path.has_object
@@ -121,7 +123,9 @@ pub(super) async fn send_routed(
             {
                 Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
                 Some(Ok(stored)) => {
-                    slo_put::storing(&mut headers, &stored, raw_path);
+                    if !slo_put::storing(&mut headers, &stored, raw_path) {
+                        relabel = Some((stored.marker.clone(), stored.body.clone()));
+                    }
                     sent_query = slo_put::without_manifest_put(query);
                     slo_answer = Some(stored.answer);
                     stored.body
@@ -206,6 +210,7 @@ pub(super) async fn send_routed(
         endpoint_host: true,
         expect_continue: upstream_expect,
     };
+    let relabel_sent = relabel.as_ref().map(|_| out.clone());
     // Container ACLs as the target will have them, mirrored locally once it accepts them.
     let shadow_update = credentials.and_then(|_| {
         crate::acl_shadow::update(method, path, &out.headers, route.mode == RouteMode::Migrate)
@@ -313,6 +318,12 @@ pub(super) async fn send_routed(
         return send_timed(&state.local, &out, body, &record.counters).await;
     }
 
+    if let (Some((marker, stored)), Some(sent)) = (relabel, &relabel_sent) {
+        let upstream = &cluster.upstream;
+        let counters = &record.counters;
+        response =
+            relabel_guessed(upstream, sent, stored.into(), &marker, response, counters).await?;
+    }
     if let Some(answer) = &slo_answer {
         response = stored_manifest_answer(response, answer).await?;
     }
