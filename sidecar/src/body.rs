@@ -320,47 +320,29 @@ impl Body for AttemptBody {
     }
 }
 
-/// A response body from upstream: fails when no frame arrives for `idle`, counts bytes, and
-/// calls `on_end` exactly once (end of stream, error, or the client going away).
-pub struct ResponseBody<F: FnOnce(u64, bool) + Send + 'static> {
+/// A response body from upstream that fails when no frame arrives for `idle` (counting and
+/// reporting its end is `on_end::OnEnd`'s job).
+pub struct IdleLimited {
     inner: Option<Incoming>,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     /// Set while a frame is awaited: the idle clock runs only then, so a slow client (which
     /// stops hyper polling us) is not mistaken for an idle upstream.
     waiting: bool,
-    bytes: u64,
-    on_end: Option<F>,
 }
 
-impl<F: FnOnce(u64, bool) + Send + 'static> ResponseBody<F> {
-    pub fn new(inner: Option<Incoming>, idle: Duration, on_end: F) -> Self {
-        ResponseBody {
+impl IdleLimited {
+    pub fn new(inner: Option<Incoming>, idle: Duration) -> Self {
+        IdleLimited {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             waiting: false,
-            bytes: 0,
-            on_end: Some(on_end),
-        }
-    }
-
-    fn end(&mut self, complete: bool) {
-        if let Some(f) = self.on_end.take() {
-            f(self.bytes, complete);
         }
     }
 }
 
-impl<F: FnOnce(u64, bool) + Send + 'static> Drop for ResponseBody<F> {
-    fn drop(&mut self) {
-        // hyper drops a body it knows to be finished (e.g. empty) without polling it to the end.
-        let complete = self.inner.as_ref().is_none_or(|b| b.is_end_stream());
-        self.end(complete);
-    }
-}
-
-impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for ResponseBody<F> {
+impl Body for IdleLimited {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -370,7 +352,6 @@ impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for ResponseBody<F> {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            this.end(true);
             return Poll::Ready(None);
         };
         if !this.waiting {
@@ -381,28 +362,16 @@ impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for ResponseBody<F> {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.waiting = false;
-                if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
-                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(false);
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                this.end(true);
-                Poll::Ready(None)
-            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.end(false);
-                    Poll::Ready(Some(Err(format!(
-                        "upstream response body idle for more than {:?}",
-                        this.idle
-                    )
-                    .into())))
-                }
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "upstream response body idle for more than {:?}",
+                    this.idle
+                )
+                .into()))),
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -1,7 +1,7 @@
 //! A response body that counts the bytes it passes on and reports once when it ends: at its end,
 //! on an error, or when hyper drops it (the client went away, or a body it knows to be done).
-//! Answers the sidecar makes itself (assembled large objects, merged listings, copies) are
-//! logged and counted through it, so their access-log line says what the client really got.
+//! Every answer is logged and counted through it (upstream answers and those the sidecar makes
+//! itself alike), so the access-log line says what the client really got.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,17 +9,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::BoxError;
 
-pub struct OnEnd<F: FnOnce(u64, bool) + Send + 'static> {
-    inner: ProxyBody,
+pub struct OnEnd<B: Body, F: FnOnce(u64, bool) + Send + 'static> {
+    inner: B,
     bytes: u64,
     on_end: Option<F>,
 }
 
-impl<F: FnOnce(u64, bool) + Send + 'static> OnEnd<F> {
+impl<B: Body, F: FnOnce(u64, bool) + Send + 'static> OnEnd<B, F> {
     /// `on_end(bytes passed on, whether the body ended completely)`.
-    pub fn new(inner: ProxyBody, on_end: F) -> Self {
+    pub fn new(inner: B, on_end: F) -> Self {
         OnEnd {
             inner,
             bytes: 0,
@@ -34,14 +34,18 @@ impl<F: FnOnce(u64, bool) + Send + 'static> OnEnd<F> {
     }
 }
 
-impl<F: FnOnce(u64, bool) + Send + 'static> Drop for OnEnd<F> {
+impl<B: Body, F: FnOnce(u64, bool) + Send + 'static> Drop for OnEnd<B, F> {
     fn drop(&mut self) {
         let complete = self.inner.is_end_stream();
         self.end(complete);
     }
 }
 
-impl<F: FnOnce(u64, bool) + Send + Unpin + 'static> Body for OnEnd<F> {
+impl<B, F> Body for OnEnd<B, F>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    F: FnOnce(u64, bool) + Send + Unpin + 'static,
+{
     type Data = Bytes;
     type Error = BoxError;
 

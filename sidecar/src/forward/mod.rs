@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::access_log::{self, Entry};
-use crate::body::{self, BodySlot, ProxyBody, ResponseBody};
+use crate::body::{self, BodySlot, IdleLimited, ProxyBody};
 use crate::bulk;
 use crate::copy;
 use crate::dlo;
@@ -460,7 +460,7 @@ fn finish(
     let trans_id = parts.headers.get(&X_TRANS_ID).cloned();
     let progress = record.progress.clone();
     let reads = parts.extensions.remove::<crate::read_size::ReadLimit>();
-    let body = ResponseBody::new(inner, idle, move |bytes_out, complete| {
+    let body = OnEnd::new(IdleLimited::new(inner, idle), move |bytes_out, complete| {
         let mut record = record;
         record.trans_id = trans_id;
         log_and_count(
