@@ -445,3 +445,17 @@ pub fn listed(url: &str, token: &str, container: &str) -> (Vec<serde_json::Value
     );
     (records, json_text, xml_text)
 }
+
+/// The headers of an answer a client may compare across clusters: user metadata and `named`
+/// (lower case), with the status; sorted.
+pub fn headers_view(r: &HttpResponse, named: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .filter(|(k, _)| k.starts_with("x-object-meta-") || named.contains(&k.as_str()))
+        .collect();
+    out.push(("status".into(), r.status.to_string()));
+    out.sort();
+    out
+}
