@@ -35,9 +35,7 @@ fn eventually(what: &str, want: u16, attempt: impl Fn() -> HttpResponse) {
 /// its own credentials; grants are cached for 1 s only.
 fn credentials_sidecar(prefix: &str) -> Sidecar {
     let [a, b] = shared_pair();
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(prefix);
     Sidecar::start_with(Options {
         upstream_port: a.proxy_port(),
         routing: Some(routing_credentials(1, b, &[&route])),

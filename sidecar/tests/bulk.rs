@@ -13,9 +13,7 @@ fn bulk_deletes_across_clusters_answer_like_one_cluster() {
     let [a, b] = shared_pair();
     let u = unique_name("bd").replace('-', "");
     let routes = [
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-        ),
+        prefix_route(&format!("{u}fed-")),
         format!(
             "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}docs\"}}}}, target: {{cluster: b, container: \"{u}docs-b\"}}}}"
         ),
@@ -121,9 +119,7 @@ fn bulk_deletes_across_clusters_answer_like_one_cluster() {
 fn refused_clients_get_swifts_answer_path_by_path() {
     let [a, b] = shared_pair();
     let u = unique_name("bdr").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");

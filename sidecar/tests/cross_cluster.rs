@@ -230,9 +230,7 @@ fn copies_between_clusters_behave_like_copies_inside_one() {
     let fed = format!("{u}fed-dst");
     let local = format!("{u}loc");
     let reference = format!("{u}ref");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
@@ -417,9 +415,7 @@ fn cross_cluster_copies_stream() {
     let u = unique_name("big").replace('-', "");
     let fed = format!("{u}fed");
     let local = format!("{u}loc");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{fed}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&fed);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
@@ -514,9 +510,7 @@ fn cross_cluster_copies_stream() {
 fn copies_inside_one_cluster_copy_what_a_stand_in_stands_for() {
     let [a, b] = shared_pair();
     let u = unique_name("si").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}far\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&format!("{u}far"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
@@ -630,9 +624,7 @@ fn the_sidecars_own_answers_are_logged_when_they_end() {
     use std::io::{Read, Write};
     let [a, b] = shared_pair();
     let u = unique_name("lg").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}far\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&format!("{u}far"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (near, far) = (format!("{u}near"), format!("{u}far"));

@@ -27,12 +27,8 @@ fn dlo_segments_in_another_cluster_read_like_swifts_own() {
     let [a, b] = shared_pair();
     let u = unique_name("dlo").replace('-', "");
     let routes = [
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}man\"}}}}, target: {{cluster: b}}}}"
-        ),
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}rsegs\"}}}}, target: {{cluster: b}}}}"
-        ),
+        exact_route(&format!("{u}man")),
+        exact_route(&format!("{u}rsegs")),
     ];
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));
@@ -221,9 +217,7 @@ fn dlo_segments_in_another_cluster_read_like_swifts_own() {
 fn cross_cluster_dlo_lists_like_swifts_own() {
     let [a, b] = shared_pair();
     let u = unique_name("dlol").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}man\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&format!("{u}man"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (manifest_c, segs) = (format!("{u}man"), format!("{u}segs"));

@@ -124,9 +124,7 @@ fn archives_extracted_across_clusters_answer_like_one_cluster() {
     let [a, b] = shared_pair();
     let u = unique_name("ea").replace('-', "");
     let routes = [
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-        ),
+        prefix_route(&format!("{u}fed-")),
         format!(
             "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}docs\"}}}}, target: {{cluster: b, container: \"{u}renamed\"}}}}"
         ),
@@ -279,7 +277,7 @@ fn container_level_archives_go_to_the_container_cluster() {
     let [a, b] = shared_pair();
     let u = unique_name("eac").replace('-', "");
     let routes = [
-        format!("- {{match: {{account: AUTH_test, container: {{exact: \"{u}plain\"}}}}, target: {{cluster: b}}}}"),
+        exact_route(&format!("{u}plain")),
         format!(
             "- {{match: {{account: AUTH_test, container: {{exact: \"{u}docs\"}}}}, target: {{cluster: b, container: \"{u}renamed\"}}}}"
         ),
@@ -359,9 +357,7 @@ fn container_level_archives_go_to_the_container_cluster() {
 fn damaged_archives_end_like_swift() {
     let [a, b] = shared_pair();
     let u = unique_name("eab").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_ref, token_ref) = a.auth("test2:tester", "testing").expect("auth reference");
@@ -437,9 +433,7 @@ fn large_entries_stream_with_bounded_memory() {
     let [a, b] = shared_pair();
     let u = unique_name("eabig").replace('-', "");
     let fed = format!("{u}fed");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{fed}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&fed);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
@@ -516,9 +510,7 @@ fn long_extractions_answer_early_with_whitespace() {
     let [a, b] = shared_pair();
     let u = unique_name("easlow").replace('-', "");
     let fed = format!("{u}fed");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{fed}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&fed);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
@@ -565,9 +557,7 @@ fn long_extractions_answer_early_with_whitespace() {
 fn unknown_clients_are_refused_in_the_answer_like_swift() {
     let [a, b] = shared_pair();
     let u = unique_name("eaauth").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, _) = auth_via(&sidecar, TESTER);
     let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
@@ -600,9 +590,7 @@ fn swift_limits_apply_across_clusters() {
         .expect("local cluster");
     let [_, b] = shared_pair();
     let u = unique_name("ealim").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(
         local.proxy_port(),
         Some(&routing_credentials(1, b, &[&route])),
@@ -672,9 +660,7 @@ fn swift_limits_apply_across_clusters() {
 fn clients_without_rights_get_swifts_per_entry_refusals() {
     let [a, b] = shared_pair();
     let u = unique_name("eaforbid").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER2);
     // The reference: the same user on the same account, straight to one cluster.
@@ -710,9 +696,7 @@ fn a_forgotten_sidecar_token_is_renewed() {
     let [a, _] = shared_pair();
     let target = SwiftCluster::start("eatoken").expect("target cluster");
     let u = unique_name("eatok").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}fed-\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = prefix_route(&format!("{u}fed-"));
     let sidecar = Sidecar::start(
         a.proxy_port(),
         Some(&routing_credentials(1, &target, &[&route])),

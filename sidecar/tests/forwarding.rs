@@ -14,7 +14,7 @@ use swiftfed_tests::{scratch_dir, shared_pair, swift_cli, unique_name};
 fn routed_container_lives_on_the_target_and_others_stay_local() {
     let [a, b] = shared_pair();
     let prefix = unique_name("fed");
-    let route = format!("- {{match: {{account: AUTH_test, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}");
+    let route = prefix_route(&prefix);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     assert!(
@@ -162,7 +162,7 @@ fn routed_container_lives_on_the_target_and_others_stay_local() {
 fn python_swiftclient_works_through_the_sidecar() {
     let [a, b] = shared_pair();
     let routed = unique_name("cli");
-    let route = format!("- {{match: {{account: AUTH_test, container: {{exact: \"{routed}\"}}}}, target: {{cluster: b}}}}");
+    let route = exact_route(&routed);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let dir = scratch_dir().expect("scratch").join(unique_name("files"));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -210,7 +210,7 @@ fn python_swiftclient_works_through_the_sidecar() {
 fn passthrough_forwards_the_clients_token() {
     let [a, b] = shared_pair();
     let routed = unique_name("pass");
-    let route = format!("- {{match: {{account: AUTH_test, container: {{exact: \"{routed}\"}}}}, target: {{cluster: b}}}}");
+    let route = exact_route(&routed);
     let sidecar = Sidecar::start(
         a.proxy_port(),
         Some(&routing(1, &[b.proxy_url()], &[&route])),
@@ -371,7 +371,7 @@ fn read_head(stream: &mut TcpStream) -> String {
 fn expect_100_continue_is_the_targets_answer() {
     let [a, b] = shared_pair();
     let routed = unique_name("expect");
-    let route = format!("- {{match: {{account: AUTH_test, container: {{exact: \"{routed}\"}}}}, target: {{cluster: b}}}}");
+    let route = exact_route(&routed);
     let sidecar = Sidecar::start(
         a.proxy_port(),
         Some(&routing(1, &[b.proxy_url()], &[&route])),
@@ -435,7 +435,7 @@ fn expect_100_continue_is_the_targets_answer() {
 fn range_requests_single_and_multiple() {
     let [a, b] = shared_pair();
     let routed = unique_name("range");
-    let route = format!("- {{match: {{account: AUTH_test, container: {{exact: \"{routed}\"}}}}, target: {{cluster: b}}}}");
+    let route = exact_route(&routed);
     let sidecar = Sidecar::start(
         a.proxy_port(),
         Some(&routing(1, &[b.proxy_url()], &[&route])),

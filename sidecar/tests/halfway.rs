@@ -37,9 +37,7 @@ fn a_copy_cut_off_halfway_leaves_nothing_behind() {
     let u = unique_name("cut").replace('-', "");
     let fed = format!("{u}fed");
     let local = format!("{u}loc");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{fed}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&fed);
     // Cluster c plays "b" in the routing table.
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, &c, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
@@ -122,9 +120,7 @@ fn a_dlo_read_cut_off_halfway_ends_short() {
     let u = unique_name("cutdlo").replace('-', "");
     let segs = format!("{u}segs");
     let manifest = format!("{u}man");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{segs}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&segs);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, &c, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     for container in [&segs, &manifest] {
@@ -173,9 +169,7 @@ fn an_slo_read_cut_off_halfway_ends_short() {
     let u = unique_name("cutslo").replace('-', "");
     let segs = format!("{u}segs");
     let manifest = format!("{u}man");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{segs}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&segs);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, &c, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     for container in [&segs, &manifest] {

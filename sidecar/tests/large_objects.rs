@@ -25,9 +25,7 @@ fn one_gib_objects_stream_through_the_sidecar_sized_and_chunked() {
     let test_start = Instant::now();
     let [a, b] = shared_pair();
     let container = unique_name("big");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{container}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&container);
     // Passthrough: the client's token is b's, and the sidecar passes it on.
     let sidecar = Sidecar::start(
         a.proxy_port(),

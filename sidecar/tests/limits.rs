@@ -22,9 +22,7 @@ fn maximum_metadata_and_largest_heads_pass_both_ways() {
     let [a, b] = shared_pair();
     let routed = unique_name("limits-routed");
     let local = unique_name("limits-local");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{routed}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&routed);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
 

@@ -50,9 +50,7 @@ fn rclone_works_across_clusters() {
     let u = unique_name("rc").replace('-', "");
     let data = format!("{u}data");
     let local = format!("{u}local");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{data}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&data);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url_a, token_a) = a.auth(TESTER.0, TESTER.1).expect("auth a");
     let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");

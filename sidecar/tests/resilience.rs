@@ -91,15 +91,6 @@ fn reload_failures(sidecar: &Sidecar) -> f64 {
     metric_present(sidecar, RELOAD_FAILURES)
 }
 
-/// A route sending containers whose names start with `prefix` (of AUTH_test) to cluster `b`.
-fn prefix_route(prefix: &str) -> String {
-    format!("- {{match: {{account: AUTH_test, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}")
-}
-
-fn exact_route(container: &str) -> String {
-    format!("- {{match: {{account: AUTH_test, container: {{exact: \"{container}\"}}}}, target: {{cluster: b}}}}")
-}
-
 /// Reads a response head (through the blank line) byte by byte, leaving the body unread.
 fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();

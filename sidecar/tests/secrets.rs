@@ -12,9 +12,7 @@ use swiftfed_tests::{shared_pair, unique_name};
 fn no_secret_reaches_logs_metrics_config_or_answers() {
     let [a, b] = shared_pair();
     let routed = unique_name("secret");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{routed}\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&routed);
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, client_token) = auth_via(&sidecar, TESTER);
     let mut answers = Vec::new();

@@ -81,15 +81,9 @@ fn setup(tag: &str) -> Setup {
     let [a, b] = shared_pair();
     let u = unique_name(tag).replace('-', "");
     let routes = [
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}lman_segments\"}}}}, target: {{cluster: b}}}}"
-        ),
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}man\"}}}}, target: {{cluster: b}}}}"
-        ),
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}rsegs\"}}}}, target: {{cluster: b}}}}"
-        ),
+        exact_route(&format!("{u}lman_segments")),
+        exact_route(&format!("{u}man")),
+        exact_route(&format!("{u}rsegs")),
     ];
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));
@@ -693,9 +687,7 @@ fn swiftclient_slo_upload_with_container_and_segments_in_two_other_clusters() {
     let c = swiftfed_tests::SwiftCluster::start("c").expect("cluster c");
     let u = unique_name("slo3").replace('-', "");
     let routes = [
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{u}\"}}}}, target: {{cluster: b}}}}"
-        ),
+        exact_route(&u),
         format!(
             "- {{match: {{account: AUTH_test, container: {{exact: \"{u}_segments\"}}}}, target: {{cluster: c}}}}"
         ),

@@ -40,9 +40,7 @@ fn view(r: &HttpResponse) -> Vec<(String, String)> {
 fn links_across_clusters_behave_like_links_inside_one() {
     let [a, b] = shared_pair();
     let u = unique_name("sl").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}links\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&format!("{u}links"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (url_b, token_b) = b.auth(TESTER.0, TESTER.1).expect("auth b");
@@ -306,9 +304,7 @@ type Link<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
 fn cross_cluster_links_list_like_swifts_own() {
     let [a, b] = shared_pair();
     let u = unique_name("sll").replace('-', "");
-    let route = format!(
-        "- {{match: {{account: AUTH_test, container: {{exact: \"{u}links\"}}}}, target: {{cluster: b}}}}"
-    );
+    let route = exact_route(&format!("{u}links"));
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &[&route])));
     let (url, token) = auth_via(&sidecar, TESTER);
     let (routed, local) = (format!("{u}links"), format!("{u}data"));

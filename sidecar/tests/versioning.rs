@@ -15,15 +15,9 @@ fn versions_stay_with_their_container() {
     let u = unique_name("ver").replace('-', "");
     let docs = format!("{u}docs");
     let routes = [
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{exact: \"{docs}\"}}}}, target: {{cluster: b}}}}"
-        ),
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}arch-\"}}}}, target: {{cluster: b}}}}"
-        ),
-        format!(
-            "- {{match: {{account: AUTH_test, container: {{prefix: \"{u}old-\"}}}}, target: {{cluster: b}}}}"
-        ),
+        exact_route(&docs),
+        prefix_route(&format!("{u}arch-")),
+        prefix_route(&format!("{u}old-")),
     ];
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     let sidecar = Sidecar::start(a.proxy_port(), Some(&routing_credentials(1, b, &routes)));

@@ -459,3 +459,13 @@ pub fn headers_view(r: &HttpResponse, named: &[&str]) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// A route sending `AUTH_test`'s container `container` to cluster `b`.
+pub fn exact_route(container: &str) -> String {
+    format!("- {{match: {{account: AUTH_test, container: {{exact: \"{container}\"}}}}, target: {{cluster: b}}}}")
+}
+
+/// A route sending `AUTH_test`'s containers named `prefix…` to cluster `b`.
+pub fn prefix_route(prefix: &str) -> String {
+    format!("- {{match: {{account: AUTH_test, container: {{prefix: \"{prefix}\"}}}}, target: {{cluster: b}}}}")
+}
