@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::authorize::{authorize_locally, authorize_target};
 use super::spanning::bulk_delete;
-use super::{response_status, send_timed, swift_error, ProxyResponse, Refusal};
+use super::{response_status, send_timed, swift_error, ProxyResponse, Refusal, Req};
 use crate::body::{self, BodySlot, ProxyBody};
 use crate::dlo;
 use crate::metrics::RouteCounters;
@@ -501,4 +501,60 @@ pub(super) async fn relabel_guessed(
         Some(s) if s.is_success() => relabelled,
         _ => response,
     })
+}
+
+/// What an SLO manifest `PUT` sends in place of the client's: the manifest read whole, checked
+/// and stored by the sidecar when its segments live elsewhere (`slo_put`), else as `otherwise`
+/// makes it (names renamed for the target, or as it came).
+pub(super) struct ManifestPut {
+    pub body: BodySlot,
+    /// The query sent (`multipart-manifest=put` dropped for a stored manifest).
+    pub sent_query: Option<String>,
+    /// How the answer to a stored manifest is given back.
+    pub answer: Option<slo_put::Answer>,
+    /// A stored manifest whose Content-Type Swift will guess: (marker, body) to label it after
+    /// (`relabel_guessed`).
+    pub relabel: Option<(String, Vec<u8>)>,
+}
+
+/// `Ok(Err(_))`: Swift's refusal of the manifest.
+pub(super) async fn manifest_put(
+    req: &Req<'_>,
+    dest_cluster: Option<&str>,
+    client_headers: &HeaderMap,
+    headers: &mut HeaderMap,
+    otherwise: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> Result<Result<ManifestPut, Response<ProxyBody>>, Refusal> {
+    let (state, active, path, query) = (req.state, req.active, req.path, req.query);
+    let bytes = read_manifest(req.body).await?;
+    let mut put = ManifestPut {
+        body: BodySlot::new(None),
+        sent_query: query.map(str::to_string),
+        answer: None,
+        relabel: None,
+    };
+    let elsewhere = manifest_elsewhere(
+        state,
+        active,
+        (path, query),
+        dest_cluster,
+        client_headers,
+        &bytes,
+    );
+    let bytes = match elsewhere.await? {
+        Some(Err(refusal)) => return Ok(Err(refusal)),
+        Some(Ok(stored)) => {
+            if !slo_put::storing(headers, &stored, req.raw_path) {
+                put.relabel = Some((stored.marker.clone(), stored.body.clone()));
+            }
+            put.sent_query = slo_put::without_manifest_put(query);
+            put.answer = Some(stored.answer);
+            stored.body
+        }
+        None => otherwise(bytes),
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.remove(header::EXPECT);
+    put.body = BodySlot::from_bytes(bytes.into());
+    Ok(Ok(put))
 }

@@ -10,8 +10,8 @@ mod routed;
 mod spanning;
 
 use large_objects::{
-    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
-    read_manifest, relabel_guessed, stored_manifest_answer,
+    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_put, relabel_guessed,
+    stored_manifest_answer,
 };
 use spanning::{bulk_delete, cross_cluster_copy, extract_archive, merged_listing, stand_in_copy};
 
@@ -35,7 +35,6 @@ use crate::metrics::RouteCounters;
 use crate::on_end::OnEnd;
 use crate::pacing::{Paced, WriteProgress};
 use crate::rename::{self, Placement};
-use crate::slo_put;
 use crate::state::{Active, State};
 use crate::swift_path::SwiftPath;
 use crate::upstream::{Outgoing, Upstream, UpstreamError};
@@ -325,42 +324,27 @@ async fn send_local(
     rename::rewrite_request(&mut headers, &active.routes, &path.account, &dest)
         .map_err(Refusal::BadRequest)?;
     // An SLO manifest naming segments in routed containers: checked and stored by the sidecar.
-    let mut sent_query = query.map(str::to_string);
-    let mut slo_answer = None;
-    // A stored manifest whose Content-Type Swift will guess: (marker, body) to label it after.
-    let mut relabel: Option<(String, Vec<u8>)> = None;
     let mut expect_continue = expect_continue;
-    let manifest_body;
-    let body = if *method == Method::PUT
+    let mut manifest = None;
+    if *method == Method::PUT
         && path.has_object
         && crate::slo::is_manifest(query, "put")
         && !active.routes.container_routes(&path.account).is_empty()
     {
-        let bytes = read_manifest(body).await?;
         let client_headers = headers.clone();
-        let bytes =
-            match manifest_elsewhere(state, active, (path, query), None, &client_headers, &bytes)
-                .await?
-            {
-                Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
-                Some(Ok(stored)) => {
-                    if !slo_put::storing(&mut headers, &stored, raw_path) {
-                        relabel = Some((stored.marker.clone(), stored.body.clone()));
-                    }
-                    sent_query = slo_put::without_manifest_put(query);
-                    slo_answer = Some(stored.answer);
-                    stored.body
-                }
-                None => bytes,
-            };
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        headers.remove(header::EXPECT);
-        expect_continue = false;
-        manifest_body = BodySlot::from_bytes(bytes.into());
-        &manifest_body
-    } else {
-        body
+        match manifest_put(req, None, &client_headers, &mut headers, |b| b).await? {
+            Err(refusal) => return Ok(ProxyResponse::Local(refusal)),
+            Ok(put) => {
+                expect_continue = false;
+                manifest = Some(put);
+            }
+        }
+    }
+    let mut sent_query = match &manifest {
+        Some(put) => put.sent_query.clone(),
+        None => query.map(str::to_string),
     };
+    let body = manifest.as_ref().map_or(body, |put| &put.body);
     let listed = listed::ContainerListing::of(&active.routes, method, path, query, &headers);
     if let Some(listed) = &listed {
         sent_query = listed.query(sent_query.as_deref());
@@ -373,20 +357,16 @@ async fn send_local(
         expect_continue,
     };
     let mut response = send_timed(&state.local, &out, body, &record.counters).await?;
-    if let Some((marker, stored)) = relabel {
-        let counters = &record.counters;
-        response = relabel_guessed(
-            &state.local,
-            &out,
-            stored.into(),
-            &marker,
-            response,
-            counters,
-        )
-        .await?;
-    }
-    if let Some(answer) = &slo_answer {
-        response = stored_manifest_answer(response, answer).await?;
+    if let Some(put) = manifest {
+        if let Some((marker, stored)) = put.relabel {
+            let counters = &record.counters;
+            let local = &state.local;
+            response =
+                relabel_guessed(local, &out, stored.into(), &marker, response, counters).await?;
+        }
+        if let Some(answer) = &put.answer {
+            response = stored_manifest_answer(response, answer).await?;
+        }
     }
     if let Some(listed) = &listed {
         response = listed.back(response, |_| false).await?;

@@ -11,21 +11,19 @@ use super::authorize::{
     reads_segments_elsewhere,
 };
 use super::large_objects::{
-    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_elsewhere,
-    read_manifest, relabel_guessed, stored_manifest_answer,
+    keep_slo_marker, large_object, link_elsewhere, manifest_delete, manifest_put, relabel_guessed,
+    stored_manifest_answer,
 };
 use super::listed::{json_names_back, ContainerListing};
 use super::{
     path_with, response_status, send_timed, swift_error, ProxyResponse, Record, Refusal, Req,
 };
 use crate::auth::{self, Access};
-use crate::body::BodySlot;
 use crate::dlo;
 use crate::listing;
 use crate::rename::{self, Placement};
 use crate::route_table::Route;
 use crate::slo;
-use crate::slo_put;
 use crate::symlink;
 use crate::upstream::Outgoing;
 
@@ -104,43 +102,27 @@ pub(super) async fn send_routed(
         .map_err(Refusal::BadRequest)?;
     // An SLO manifest: with segments elsewhere, checked and stored by the sidecar
     // (`slo_assembly`); into a renaming route, its segment paths renamed (`slo`).
-    let mut sent_query = query.map(str::to_string);
-    let mut slo_answer = None;
-    // A stored manifest whose Content-Type Swift will guess: (marker, body) to label it after.
-    let mut relabel: Option<(String, Vec<u8>)> = None;
-    let manifest_body;
-    let body = if *method == Method::PUT
+    let mut manifest = None;
+    if *method == Method::PUT
         && path.has_object
         && slo::is_manifest(query, "put")
         && (slo::renames(&active.routes, &path.account)
             || !active.routes.container_routes(&path.account).is_empty())
     {
-        let bytes = read_manifest(body).await?;
         let here = Some(route.cluster.as_str());
-        let bytes =
-            match manifest_elsewhere(state, active, (path, query), here, &client_headers, &bytes)
-                .await?
-            {
-                Some(Err(refusal)) => return Ok(ProxyResponse::Local(refusal)),
-                Some(Ok(stored)) => {
-                    if !slo_put::storing(&mut headers, &stored, raw_path) {
-                        relabel = Some((stored.marker.clone(), stored.body.clone()));
-                    }
-                    sent_query = slo_put::without_manifest_put(query);
-                    slo_answer = Some(stored.answer);
-                    stored.body
-                }
-                None => {
-                    slo::rename_put(&bytes, &active.routes, &path.account, &dest).unwrap_or(bytes)
-                }
-            };
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        headers.remove(header::EXPECT);
-        manifest_body = BodySlot::from_bytes(bytes.into());
-        &manifest_body
-    } else {
-        body
+        let renamed = |bytes: Vec<u8>| {
+            slo::rename_put(&bytes, &active.routes, &path.account, &dest).unwrap_or(bytes)
+        };
+        match manifest_put(req, here, &client_headers, &mut headers, renamed).await? {
+            Err(refusal) => return Ok(ProxyResponse::Local(refusal)),
+            Ok(put) => manifest = Some(put),
+        }
+    }
+    let mut sent_query = match &manifest {
+        Some(put) => put.sent_query.clone(),
+        None => query.map(str::to_string),
     };
+    let body = manifest.as_ref().map_or(body, |put| &put.body);
 
     let mut sidecar_token = None;
     let mut upstream_expect = expect_continue;
@@ -210,7 +192,10 @@ pub(super) async fn send_routed(
         endpoint_host: true,
         expect_continue: upstream_expect,
     };
-    let relabel_sent = relabel.as_ref().map(|_| out.clone());
+    let relabel_sent = manifest
+        .as_ref()
+        .and_then(|put| put.relabel.as_ref())
+        .map(|_| out.clone());
     // Container ACLs as the target will have them, mirrored locally once it accepts them.
     let shadow_update = credentials.and_then(|_| {
         crate::acl_shadow::update(method, path, &out.headers, route.mode == RouteMode::Migrate)
@@ -318,14 +303,16 @@ pub(super) async fn send_routed(
         return send_timed(&state.local, &out, body, &record.counters).await;
     }
 
-    if let (Some((marker, stored)), Some(sent)) = (relabel, &relabel_sent) {
-        let upstream = &cluster.upstream;
-        let counters = &record.counters;
-        response =
-            relabel_guessed(upstream, sent, stored.into(), &marker, response, counters).await?;
-    }
-    if let Some(answer) = &slo_answer {
-        response = stored_manifest_answer(response, answer).await?;
+    if let Some(put) = manifest {
+        if let (Some((marker, stored)), Some(sent)) = (put.relabel, &relabel_sent) {
+            let upstream = &cluster.upstream;
+            let counters = &record.counters;
+            response =
+                relabel_guessed(upstream, sent, stored.into(), &marker, response, counters).await?;
+        }
+        if let Some(answer) = &put.answer {
+            response = stored_manifest_answer(response, answer).await?;
+        }
     }
     if let ProxyResponse::Upstream { response, .. } = &mut response {
         rename::rewrite_response(
